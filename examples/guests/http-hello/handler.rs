@@ -1,0 +1,55 @@
+// Shared by http-hello (v1) and http-hello-v2; `VERSION` differs.
+use wasip2::http::types::{
+    Fields, IncomingBody, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
+
+struct Handler;
+
+impl wasip2::exports::http::incoming_handler::Guest for Handler {
+    fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
+        let path = request.path_with_query().unwrap_or_default();
+        let body_in = read_body(&request);
+        let (status, text) = if path.starts_with("/health") {
+            (200, "ok\n".to_string())
+        } else if path.starts_with("/fail") {
+            (500, format!("{VERSION} failing on purpose\n"))
+        } else if path.starts_with("/echo") {
+            (200, String::from_utf8_lossy(&body_in).into_owned())
+        } else {
+            (200, format!("hello from {VERSION} at {path}\n"))
+        };
+        let headers = Fields::from_list(&[
+            ("content-type".to_string(), b"text/plain".to_vec()),
+            ("x-guest-version".to_string(), VERSION.as_bytes().to_vec()),
+        ])
+        .expect("valid headers");
+        let response = OutgoingResponse::new(headers);
+        response.set_status_code(status).expect("valid status");
+        let body = response.body().expect("body taken once");
+        ResponseOutparam::set(response_out, Ok(response));
+        let stream = body.write().expect("stream taken once");
+        stream
+            .blocking_write_and_flush(text.as_bytes())
+            .expect("write body");
+        drop(stream);
+        OutgoingBody::finish(body, None).expect("finish body");
+    }
+}
+
+fn read_body(request: &IncomingRequest) -> Vec<u8> {
+    let Ok(body) = request.consume() else {
+        return Vec::new();
+    };
+    let Ok(stream) = body.stream() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    while let Ok(chunk) = stream.blocking_read(64 * 1024) {
+        out.extend_from_slice(&chunk);
+    }
+    drop(stream);
+    IncomingBody::finish(body);
+    out
+}
+
+wasip2::http::proxy::export!(Handler);

@@ -1,0 +1,187 @@
+//! Per-call store state: the WASI context, the limiter, and the clock that
+//! turns epoch ticks into timeouts, CPU-time budgets and CPU-share pauses.
+//! Every call gets a fresh store; a store that trapped is dropped with it.
+
+use std::time::{Duration, Instant};
+
+use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
+
+use crate::error::Error;
+use crate::limits::{Limits, StoreLimiter};
+
+/// Why the deadline callback stopped a guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stop {
+    Timeout,
+    CpuBudget,
+}
+
+/// Accounts wall-clock and CPU time for one call.
+#[derive(Debug)]
+pub(crate) struct CallClock {
+    started: Instant,
+    /// When the guest last resumed running (after a pause for its CPU share).
+    resumed: Instant,
+    cpu_time: Duration,
+    timeout: Duration,
+    cpu_budget: Option<Duration>,
+    cpu_percent: u32,
+    pub(crate) stopped: Option<Stop>,
+}
+
+impl CallClock {
+    pub(crate) fn new(limits: &Limits) -> Self {
+        let now = Instant::now();
+        Self {
+            started: now,
+            resumed: now,
+            cpu_time: Duration::ZERO,
+            timeout: limits.timeout(),
+            cpu_budget: limits.cpu_time(),
+            cpu_percent: u32::from(limits.max_cpu_percent),
+            stopped: None,
+        }
+    }
+
+    /// Called by wasmtime at each epoch tick while the guest runs.
+    fn on_tick(&mut self) -> UpdateDeadline {
+        let now = Instant::now();
+        let ran = now.saturating_duration_since(self.resumed);
+        self.cpu_time += ran;
+        let elapsed = now - self.started;
+        if elapsed >= self.timeout {
+            self.stopped = Some(Stop::Timeout);
+            return UpdateDeadline::Interrupt;
+        }
+        if self.cpu_budget.is_some_and(|b| self.cpu_time >= b) {
+            self.stopped = Some(Stop::CpuBudget);
+            return UpdateDeadline::Interrupt;
+        }
+        if self.cpu_percent >= 100 {
+            self.resumed = now;
+            // Yield anyway so one busy guest cannot starve the other tasks on
+            // its executor thread.
+            return UpdateDeadline::Yield(1);
+        }
+        // Having run `ran`, pause long enough that running time stays at
+        // `cpu_percent` of the total, but never past the timeout.
+        let pause = ran * (100 - self.cpu_percent) / self.cpu_percent;
+        let pause = pause.min(self.timeout - elapsed);
+        self.resumed = now + pause;
+        UpdateDeadline::YieldCustom(1, Box::pin(tokio::time::sleep(pause)))
+    }
+}
+
+/// What every store's data gives the runtime.
+pub(crate) trait CallData: Send + 'static {
+    fn limiter(&mut self) -> &mut StoreLimiter;
+    fn clock(&mut self) -> &mut CallClock;
+}
+
+/// Store data for WASI p1 core modules.
+pub(crate) struct P1State {
+    pub wasi: WasiP1Ctx,
+    pub limiter: StoreLimiter,
+    pub clock: CallClock,
+}
+
+/// Store data for components (WASI p2).
+pub(crate) struct P2State {
+    pub wasi: WasiCtx,
+    pub table: ResourceTable,
+    pub limiter: StoreLimiter,
+    pub clock: CallClock,
+}
+
+impl CallData for P1State {
+    fn limiter(&mut self) -> &mut StoreLimiter {
+        &mut self.limiter
+    }
+    fn clock(&mut self) -> &mut CallClock {
+        &mut self.clock
+    }
+}
+
+impl CallData for P2State {
+    fn limiter(&mut self) -> &mut StoreLimiter {
+        &mut self.limiter
+    }
+    fn clock(&mut self) -> &mut CallClock {
+        &mut self.clock
+    }
+}
+
+impl WasiView for P2State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Creates a store for one call with limits, fuel and the deadline callback set.
+pub(crate) fn new_store<T: CallData>(engine: &wasmtime::Engine, data: T, limits: &Limits) -> Store<T> {
+    let mut store = Store::new(engine, data);
+    store.limiter(|d| d.limiter());
+    if let Some(fuel) = limits.fuel {
+        // Only fails when the engine has fuel disabled; `Version::new` refuses
+        // fuel limits then, so this cannot fail here.
+        let _ = store.set_fuel(fuel);
+    }
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|mut cx| Ok(cx.data_mut().clock().on_tick()));
+    store
+}
+
+/// Turns a wasmtime error from instantiation or a call into our typed error,
+/// using what the limiter and the clock recorded.
+pub(crate) fn classify<T: CallData>(err: wasmtime::Error, store: &mut Store<T>, limits: &Limits) -> Error {
+    let data = store.data_mut();
+    match data.clock().stopped {
+        Some(Stop::Timeout) => return Error::Timeout(limits.timeout()),
+        Some(Stop::CpuBudget) => return Error::CpuLimit(limits.cpu_time().unwrap_or_default()),
+        None => {}
+    }
+    let limiter = data.limiter();
+    if let Some(trap) = err.downcast_ref::<Trap>() {
+        return match trap {
+            Trap::StackOverflow => Error::StackOverflow,
+            Trap::OutOfFuel => Error::FuelExhausted,
+            Trap::Interrupt => Error::Timeout(limits.timeout()),
+            _ if limiter.memory_denied => Error::MemoryLimit {
+                limit_bytes: limiter.memory_bytes,
+            },
+            _ if limiter.table_denied => Error::TableLimit {
+                limit: limiter.table_elements,
+            },
+            code => Error::Trap {
+                code: Some(*code),
+                message: format!("{err:?}"),
+            },
+        };
+    }
+    if limiter.memory_denied {
+        return Error::MemoryLimit {
+            limit_bytes: limiter.memory_bytes,
+        };
+    }
+    if limiter.table_denied {
+        return Error::TableLimit {
+            limit: limiter.table_elements,
+        };
+    }
+    let message = format!("{err:#}");
+    if message.contains("resource limit exceeded") {
+        return Error::ResourceLimit(message);
+    }
+    if let Some(exit) = err.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return Error::Trap {
+            code: None,
+            message: format!("guest exited with status {}", exit.0),
+        };
+    }
+    Error::Trap { code: None, message }
+}

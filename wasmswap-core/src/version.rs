@@ -1,0 +1,351 @@
+//! [`Version`]: an artifact made runnable — its `InstancePre` (imports
+//! resolved once), its limits, its WASI grants and its live counters. Every
+//! call gets a fresh instance from the pool, so no state survives a call and
+//! a store that trapped is never reused.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::RwLock;
+use serde_json::Value as Json;
+use wasmtime::component::{ComponentExportIndex, Val};
+use wasmtime::{InstancePre, ModuleExport, Store};
+use wasmtime_wasi::ResourceTable;
+
+use crate::artifact::{Artifact, ArtifactKind, Compiled};
+use crate::error::{Error, ErrorKind, Result};
+use crate::json;
+use crate::limits::{Limits, StoreLimiter};
+use crate::metrics::{CounterSnapshot, Counters};
+use crate::runtime::Runtime;
+use crate::sandbox::Capabilities;
+use crate::store::{self, CallClock, CallData, P1State, P2State};
+
+/// A runnable version of a binary: cheap to clone, safe to share across
+/// threads, counted per call.
+#[derive(Clone)]
+pub struct Version {
+    pub(crate) inner: Arc<VersionInner>,
+}
+
+pub(crate) struct VersionInner {
+    runtime: Runtime,
+    artifact: Artifact,
+    label: String,
+    limits: Limits,
+    caps: Capabilities,
+    pre: Pre,
+    counters: Counters,
+    /// Export lookups resolved once per name, not once per call.
+    component_exports: RwLock<HashMap<String, Option<ComponentExportIndex>>>,
+}
+
+enum Pre {
+    Module {
+        pre: InstancePre<P1State>,
+        /// A WASI reactor's `_initialize`, run after instantiation.
+        initialize: Option<ModuleExport>,
+    },
+    Component(wasmtime::component::InstancePre<P2State>),
+}
+
+impl fmt::Debug for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Version")
+            .field("label", &self.inner.label)
+            .field("artifact", &self.inner.artifact.id())
+            .finish_non_exhaustive()
+    }
+}
+
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Version>();
+};
+
+impl Version {
+    /// Prepares `artifact` to run with `limits` and `caps`. Resolves its
+    /// imports against the runtime's WASI linker now, so a binary whose
+    /// imports cannot be satisfied fails here, not on its first call.
+    pub fn new(
+        runtime: &Runtime,
+        artifact: &Artifact,
+        label: impl Into<String>,
+        limits: Limits,
+        caps: Capabilities,
+    ) -> Result<Self> {
+        limits.validate()?;
+        caps.validate()?;
+        let rc = runtime.config();
+        if limits.memory_bytes() > rc.max_memory_bytes {
+            return Err(Error::InvalidConfig(format!(
+                "maxMemoryMB {} is above the runtime's maximum of {} bytes",
+                limits.max_memory_mb, rc.max_memory_bytes
+            )));
+        }
+        if limits.fuel.is_some() && !rc.fuel {
+            return Err(Error::InvalidConfig("a fuel limit needs a runtime built with fuel(true)".into()));
+        }
+        let link_err = |e: wasmtime::Error| Error::Instantiate(format!("{e:#}"));
+        let pre = match &artifact.inner.compiled {
+            Compiled::Module(m) => Pre::Module {
+                pre: runtime.inner.module_linker.instantiate_pre(m).map_err(link_err)?,
+                initialize: m.get_export_index("_initialize"),
+            },
+            Compiled::Component(c) => Pre::Component(runtime.inner.component_linker.instantiate_pre(c).map_err(link_err)?),
+        };
+        Ok(Self {
+            inner: Arc::new(VersionInner {
+                runtime: runtime.clone(),
+                artifact: artifact.clone(),
+                label: label.into(),
+                limits,
+                caps,
+                pre,
+                counters: Counters::default(),
+                component_exports: RwLock::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The label given at creation (e.g. `v1.2.0`).
+    pub fn label(&self) -> &str {
+        &self.inner.label
+    }
+
+    /// The artifact this version runs.
+    pub fn artifact(&self) -> &Artifact {
+        &self.inner.artifact
+    }
+
+    /// This version's limits.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// This version's WASI grants.
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.inner.caps
+    }
+
+    /// A snapshot of this version's counters.
+    pub fn counters(&self) -> CounterSnapshot {
+        self.inner.counters.snapshot()
+    }
+
+    /// Calls an exported function with JSON arguments and returns its result as
+    /// JSON.
+    ///
+    /// Arguments are an array (positional), an object keyed by parameter name,
+    /// or — for one parameter — the bare value. For components the conversion
+    /// follows the function's WIT types (see the crate docs); for core modules
+    /// parameters and results are numbers. Interface functions are named
+    /// `interface#function`, e.g. `wasmswap:guests/api@0.1.0#echo`.
+    ///
+    /// Must be called inside a tokio runtime: timeouts and CPU-share pauses
+    /// are tokio timers.
+    pub async fn invoke_json(&self, function: &str, args: &Json) -> Result<Json> {
+        match &self.inner.pre {
+            Pre::Module { .. } => {
+                self.run_module(function, |ty| json::core_params(ty, args), |r| json::core_results(r)).await
+            }
+            Pre::Component(_) => {
+                self.run_component(function, |ty| json::component_params(ty, args), |r| json::component_results(r))
+                    .await
+            }
+        }
+    }
+
+    /// Calls a core module's export with raw wasm values.
+    pub async fn invoke_core(&self, function: &str, params: &[wasmtime::Val]) -> Result<Vec<wasmtime::Val>> {
+        let params = params.to_vec();
+        self.run_module(function, move |_| Ok(params), |r| Ok(r.to_vec())).await
+    }
+
+    /// Calls a component's export with component values.
+    pub async fn invoke_component(&self, function: &str, params: &[Val]) -> Result<Vec<Val>> {
+        let params = params.to_vec();
+        self.run_component(function, move |_| Ok(params), |r| Ok(r.to_vec())).await
+    }
+
+    async fn run_module<R>(
+        &self,
+        function: &str,
+        params: impl FnOnce(&wasmtime::FuncType) -> Result<Vec<wasmtime::Val>>,
+        results: impl FnOnce(&[wasmtime::Val]) -> Result<R>,
+    ) -> Result<R> {
+        let Pre::Module { pre, initialize } = &self.inner.pre else {
+            return Err(Error::NoSuchFunction(function.into()));
+        };
+        let started = Instant::now();
+        let limits = &self.inner.limits;
+        let outcome = async {
+            let wasi = self.inner.caps.builder()?.build_p1();
+            let data = P1State {
+                wasi,
+                limiter: StoreLimiter::new(limits),
+                clock: CallClock::new(limits),
+            };
+            let mut store = store::new_store(self.engine(), data, limits);
+            let r = async {
+                let instance = pre.instantiate_async(&mut store).await?;
+                if let Some(init) = initialize
+                    && let Some(f) = instance.get_module_export(&mut store, init).and_then(|e| e.into_func())
+                {
+                    f.call_async(&mut store, &[], &mut []).await?;
+                }
+                Ok::<_, wasmtime::Error>(instance)
+            }
+            .await;
+            let instance = r.map_err(|e| store::classify(e, &mut store, limits))?;
+            let func = instance
+                .get_func(&mut store, function)
+                .ok_or_else(|| Error::NoSuchFunction(function.into()))?;
+            let ty = func.ty(&store);
+            let args = params(&ty)?;
+            check_core_args(&store, &ty, &args)?;
+            let mut out: Vec<wasmtime::Val> = ty.results().map(|t| wasmtime::Val::default_for_ty(&t).unwrap_or(wasmtime::Val::I32(0))).collect();
+            func.call_async(&mut store, &args, &mut out)
+                .await
+                .map_err(|e| store::classify(e, &mut store, limits))?;
+            Ok((results(&out)?, finish_stats(&mut store, limits)))
+        }
+        .await;
+        self.record(started, outcome)
+    }
+
+    async fn run_component<R>(
+        &self,
+        function: &str,
+        params: impl FnOnce(&wasmtime::component::types::ComponentFunc) -> Result<Vec<Val>>,
+        results: impl FnOnce(&[Val]) -> Result<R>,
+    ) -> Result<R> {
+        let Pre::Component(pre) = &self.inner.pre else {
+            return Err(Error::NoSuchFunction(function.into()));
+        };
+        let started = Instant::now();
+        let limits = &self.inner.limits;
+        let outcome = async {
+            let index = self.component_export(function)?;
+            let wasi = self.inner.caps.builder()?.build();
+            let data = P2State {
+                wasi,
+                table: ResourceTable::new(),
+                limiter: StoreLimiter::new(limits),
+                clock: CallClock::new(limits),
+            };
+            let mut store = store::new_store(self.engine(), data, limits);
+            let instance = pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(|e| store::classify(e, &mut store, limits))?;
+            let func = instance
+                .get_func(&mut store, index)
+                .ok_or_else(|| Error::NoSuchFunction(function.into()))?;
+            let ty = func.ty(&store);
+            let args = params(&ty)?;
+            let mut out = vec![Val::Bool(false); ty.results().len()];
+            func.call_async(&mut store, &args, &mut out)
+                .await
+                .map_err(|e| store::classify(e, &mut store, limits))?;
+            Ok((results(&out)?, finish_stats(&mut store, limits)))
+        }
+        .await;
+        self.record(started, outcome)
+    }
+
+    /// Resolves `name` or `interface#name` to an export index, once per name.
+    fn component_export(&self, name: &str) -> Result<ComponentExportIndex> {
+        if let Some(found) = self.inner.component_exports.read().get(name) {
+            return found.ok_or_else(|| Error::NoSuchFunction(name.into()));
+        }
+        let Compiled::Component(c) = &self.inner.artifact.inner.compiled else {
+            return Err(Error::NoSuchFunction(name.into()));
+        };
+        let found = match name.split_once('#') {
+            Some((iface, func)) => c
+                .get_export_index(None, iface)
+                .and_then(|i| c.get_export_index(Some(&i), func)),
+            None => c.get_export_index(None, name),
+        };
+        // Only functions are callable; an interface or type name is not.
+        let found = found.filter(|_| {
+            self.inner
+                .artifact
+                .info()
+                .exports
+                .iter()
+                .any(|e| e.name == name || e.name.split_once('#').is_some_and(|(_, f)| f == name))
+        });
+        let mut cache = self.inner.component_exports.write();
+        // Bound the cache: names come from callers and may be junk.
+        if cache.len() < 1024 {
+            cache.insert(name.to_string(), found);
+        }
+        found.ok_or_else(|| Error::NoSuchFunction(name.into()))
+    }
+
+    fn engine(&self) -> &wasmtime::Engine {
+        self.inner.runtime.engine()
+    }
+
+    fn record<R>(&self, started: Instant, outcome: Result<(R, CallStats)>) -> Result<R> {
+        let latency = started.elapsed();
+        match outcome {
+            Ok((value, stats)) => {
+                self.inner.counters.record(latency, None, stats.fuel, stats.memory);
+                Ok(value)
+            }
+            Err(e) => {
+                let kind = e.kind();
+                self.inner.counters.record(latency, Some(kind), 0, 0);
+                if kind != ErrorKind::BadRequest {
+                    tracing::debug!(version = %self.inner.label, error = %e, "wasm.function.invoke failed");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether this version is a component (else a core module).
+    pub fn is_component(&self) -> bool {
+        self.inner.artifact.kind() == ArtifactKind::Component
+    }
+}
+
+struct CallStats {
+    fuel: u64,
+    memory: u64,
+}
+
+fn finish_stats<T: CallData>(store: &mut Store<T>, limits: &Limits) -> CallStats {
+    let fuel = limits
+        .fuel
+        .map_or(0, |budget| budget.saturating_sub(store.get_fuel().unwrap_or(budget)));
+    CallStats {
+        fuel,
+        memory: store.data_mut().limiter().memory_high_water,
+    }
+}
+
+fn check_core_args<T>(store: &Store<T>, ty: &wasmtime::FuncType, args: &[wasmtime::Val]) -> Result<()> {
+    if ty.params().len() != args.len() {
+        return Err(Error::BadArgument {
+            param: "arguments".into(),
+            expected: format!("{} argument(s) {}", ty.params().len(), json::core_signature(ty)),
+            problem: format!("got {}", args.len()),
+        });
+    }
+    for (i, (want, got)) in ty.params().zip(args).enumerate() {
+        if !got.matches_ty(store, &want).unwrap_or(false) {
+            return Err(Error::BadArgument {
+                param: format!("arg{i}"),
+                expected: format!("{want}"),
+                problem: format!("got {:?}", got.ty(store).ok()),
+            });
+        }
+    }
+    Ok(())
+}
