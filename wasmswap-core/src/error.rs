@@ -95,6 +95,10 @@ pub enum Error {
     /// The guest tried to create more instances, tables or memories than allowed.
     #[error("resource limit exceeded: {0}")]
     ResourceLimit(String),
+    /// Every pooled instance slot is in use: the node is at capacity. Not
+    /// the guest's fault; retry later or elsewhere.
+    #[error("at capacity: {0}")]
+    PoolExhausted(String),
     /// The call ran past its wall-clock timeout.
     #[error("execution timed out after {0:?}")]
     Timeout(Duration),
@@ -161,6 +165,7 @@ impl Error {
             Error::StackOverflow => ErrorKind::StackOverflow,
             Error::Trap { .. } => ErrorKind::Trap,
             Error::NoSuchFunction(_) | Error::BadArgument { .. } => ErrorKind::BadRequest,
+            Error::PoolExhausted(_) => ErrorKind::Overloaded,
             _ => ErrorKind::Internal,
         }
     }
@@ -203,13 +208,15 @@ pub enum ErrorKind {
     Trap,
     /// Bad function name or arguments.
     BadRequest,
+    /// No instance slot free.
+    Overloaded,
     /// A host-side failure.
     Internal,
 }
 
 impl ErrorKind {
     /// Every kind, in a fixed order (the index used by per-kind counters).
-    pub const ALL: [ErrorKind; 10] = [
+    pub const ALL: [ErrorKind; 11] = [
         ErrorKind::Load,
         ErrorKind::MemoryLimit,
         ErrorKind::ResourceLimit,
@@ -219,6 +226,7 @@ impl ErrorKind {
         ErrorKind::StackOverflow,
         ErrorKind::Trap,
         ErrorKind::BadRequest,
+        ErrorKind::Overloaded,
         ErrorKind::Internal,
     ];
 
@@ -234,6 +242,7 @@ impl ErrorKind {
             ErrorKind::StackOverflow => "stack_overflow",
             ErrorKind::Trap => "trap",
             ErrorKind::BadRequest => "bad_request",
+            ErrorKind::Overloaded => "overloaded",
             ErrorKind::Internal => "internal",
         }
     }

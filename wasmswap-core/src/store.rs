@@ -173,6 +173,9 @@ pub(crate) fn classify<T: CallData>(err: wasmtime::Error, store: &mut Store<T>, 
             limit: limiter.table_elements,
         };
     }
+    if let Some(pool) = err.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
+        return Error::PoolExhausted(pool.to_string());
+    }
     let message = format!("{err:#}");
     if message.contains("resource limit exceeded") {
         return Error::ResourceLimit(message);

@@ -24,6 +24,9 @@ pub(crate) fn allowed_features(config: &RuntimeConfig) -> WasmFeatures {
         | WasmFeatures::COMPONENT_MODEL
         | WasmFeatures::BULK_MEMORY_OPT
         | WasmFeatures::CALL_INDIRECT_OVERLONG;
+    // externref/anyref need wasmtime's GC, which this runtime is built
+    // without; funcref tables are not affected.
+    f.remove(WasmFeatures::GC_TYPES);
     if !config.simd {
         f.remove(WasmFeatures::SIMD);
     }
@@ -74,7 +77,12 @@ pub(crate) fn inspect(bytes: &[u8], config: &RuntimeConfig) -> Result<Inspection
             }
             Payload::ComponentImportSection(reader) if depth == 1 => {
                 for import in reader {
-                    imports.push(import.map_err(invalid)?.name.name.to_string());
+                    let import = import.map_err(invalid)?;
+                    // Type imports (world-level records, enums, ...) are
+                    // definitions, not capabilities.
+                    if !matches!(import.ty, wasmparser::ComponentTypeRef::Type(_)) {
+                        imports.push(import.name.name.to_string());
+                    }
                 }
             }
             Payload::TableSection(reader) => {

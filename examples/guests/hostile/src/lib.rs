@@ -23,15 +23,16 @@ pub extern "C" fn memory_bomb() -> i32 {
     }
 }
 
-fn recurse(depth: u64, pad: [u64; 16]) -> u64 {
-    let next = black_box([pad[0] + 1; 16]);
-    recurse(depth + 1, next) + next[depth as usize % 16]
+fn recurse(depth: u64) -> u64 {
+    // Not a tail call, and opaque to the optimiser, so every level keeps a
+    // wasm frame; the frames live on the wasm stack, not in linear memory.
+    black_box(recurse(black_box(depth + 1))) ^ depth
 }
 
 /// Recurses without bound until the wasm stack overflows.
 #[unsafe(no_mangle)]
 pub extern "C" fn deep_recursion() -> i64 {
-    recurse(0, [0; 16]) as i64
+    recurse(0) as i64
 }
 
 /// Burns CPU for `rounds` x 1M iterations, then returns a checksum.

@@ -1,0 +1,43 @@
+//! Integration tests for wasmswap-core, against real guests built from
+//! `examples/guests` (one test binary, so the crate links once).
+
+mod cache;
+mod component;
+mod core_module;
+mod hostile;
+mod load;
+mod pool;
+mod sandbox;
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use wasmswap_core::{Capabilities, Limits, Runtime, Version};
+
+/// One runtime shared by most tests, as a host would share one.
+pub fn runtime() -> Runtime {
+    static RT: OnceLock<Runtime> = OnceLock::new();
+    RT.get_or_init(|| Runtime::new().expect("default runtime")).clone()
+}
+
+/// Loads a built guest and wraps it in a version with default limits.
+pub fn version_of(path: &str) -> Version {
+    version_with(path, Limits::default(), Capabilities::none())
+}
+
+pub fn version_with(path: &str, limits: Limits, caps: Capabilities) -> Version {
+    let rt = runtime();
+    let artifact = rt.load(&test_programs::bytes(path)).expect("guest loads");
+    Version::new(&rt, &artifact, "test", limits, caps).expect("version")
+}
+
+pub fn short_limits() -> Limits {
+    Limits {
+        timeout_ms: 300,
+        max_memory_mb: 32,
+        max_cpu_percent: 100,
+        ..Limits::default()
+    }
+}
+
+pub const GENEROUS: Duration = Duration::from_secs(20);
