@@ -27,6 +27,7 @@ fn main() {
 
     let mut generated = String::new();
     for target in ["wasm32-wasip2", "wasm32-wasip1"] {
+        ensure_target(target);
         let packages: Vec<&str> = GUESTS
             .iter()
             .filter(|(_, t, _)| *t == target)
@@ -48,6 +49,29 @@ fn main() {
     fs::write(out_dir.join("guests.rs"), generated).unwrap();
 }
 
+/// rust-toolchain.toml lists the wasm targets, but rustup only installs them
+/// with the toolchain; on a machine that already had the toolchain, add them.
+fn ensure_target(target: &str) {
+    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let libdir = Command::new(&rustc)
+        .args(["--print", "target-libdir", "--target", target])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    if libdir.is_some_and(|d| d.is_dir()) {
+        return;
+    }
+    println!("cargo:warning=installing the {target} target with rustup");
+    let status = Command::new("rustup")
+        .args(["target", "add", target])
+        .status();
+    assert!(
+        status.is_ok_and(|s| s.success()),
+        "the {target} target is missing and `rustup target add {target}` failed"
+    );
+}
+
 fn build(guests: &Path, target_dir: &Path, target: &str, packages: &[&str]) {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
@@ -66,10 +90,17 @@ fn build(guests: &Path, target_dir: &Path, target: &str, packages: &[&str]) {
     // jobserver, coverage instrumentation) must not leak into the guest build.
     for (key, _) in env::vars_os() {
         let key = key.to_string_lossy();
-        if key.starts_with("CARGO_") && key != "CARGO_HOME" || key.starts_with("RUSTC") || key == "RUSTFLAGS" || key == "RUSTDOCFLAGS" {
+        if key.starts_with("CARGO_") && key != "CARGO_HOME"
+            || key.starts_with("RUSTC")
+            || key == "RUSTFLAGS"
+            || key == "RUSTDOCFLAGS"
+        {
             cmd.env_remove(key.as_ref());
         }
     }
     let status = cmd.status().expect("failed to run cargo for the guests");
-    assert!(status.success(), "building guests for {target} failed: {status}");
+    assert!(
+        status.success(),
+        "building guests for {target} failed: {status}"
+    );
 }

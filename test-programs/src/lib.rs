@@ -20,6 +20,9 @@ pub fn bytes(path: &str) -> Vec<u8> {
 /// # Panics
 /// If the fixture is missing or not valid WAT.
 pub fn wat(name: &str) -> Vec<u8> {
-    let path = format!("{}/../examples/guests/wat/{name}.wat", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../examples/guests/wat/{name}.wat",
+        env!("CARGO_MANIFEST_DIR")
+    );
     wat::parse_file(&path).unwrap_or_else(|e| panic!("assembling {path}: {e}"))
 }

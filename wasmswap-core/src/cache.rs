@@ -43,7 +43,12 @@ impl DiskCache {
 
     /// Loads a precompiled artifact, or `None` when absent or unusable (in
     /// which case the bad file is removed).
-    pub(crate) fn get(&self, engine: &wasmtime::Engine, id: &ContentId, kind: ArtifactKind) -> Option<Compiled> {
+    pub(crate) fn get(
+        &self,
+        engine: &wasmtime::Engine,
+        id: &ContentId,
+        kind: ArtifactKind,
+    ) -> Option<Compiled> {
         let path = self.path(id);
         let bytes = fs::read(&path).ok()?;
         match self.decode(engine, &bytes, kind) {
@@ -56,7 +61,12 @@ impl DiskCache {
         }
     }
 
-    fn decode(&self, engine: &wasmtime::Engine, bytes: &[u8], kind: ArtifactKind) -> Result<Compiled, String> {
+    fn decode(
+        &self,
+        engine: &wasmtime::Engine,
+        bytes: &[u8],
+        kind: ArtifactKind,
+    ) -> Result<Compiled, String> {
         if bytes.len() < HEADER || &bytes[..MAGIC.len()] != MAGIC {
             return Err("missing header".into());
         }
@@ -100,7 +110,11 @@ impl DiskCache {
 
 /// Turns precompiled bytes back into code.
 #[allow(unsafe_code)]
-fn deserialize(engine: &wasmtime::Engine, payload: &[u8], kind: ArtifactKind) -> wasmtime::Result<Compiled> {
+fn deserialize(
+    engine: &wasmtime::Engine,
+    payload: &[u8],
+    kind: ArtifactKind,
+) -> wasmtime::Result<Compiled> {
     // SAFETY: wasmtime requires that the bytes came from `serialize` of a
     // compatible engine, since they are mapped as executable code. This cache
     // only reads files it wrote itself: the file name carries the engine's
@@ -109,10 +123,12 @@ fn deserialize(engine: &wasmtime::Engine, payload: &[u8], kind: ArtifactKind) ->
     // re-checks the engine settings recorded in the artifact.
     unsafe {
         Ok(match kind {
-            ArtifactKind::Module => Compiled::Module(wasmtime::Module::deserialize(engine, payload)?),
-            ArtifactKind::Component => {
-                Compiled::Component(wasmtime::component::Component::deserialize(engine, payload)?)
+            ArtifactKind::Module => {
+                Compiled::Module(wasmtime::Module::deserialize(engine, payload)?)
             }
+            ArtifactKind::Component => Compiled::Component(
+                wasmtime::component::Component::deserialize(engine, payload)?,
+            ),
         })
     }
 }

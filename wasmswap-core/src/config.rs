@@ -174,7 +174,10 @@ impl RuntimeConfig {
     fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::InvalidConfig(m));
         if self.max_instances == 0 || self.max_instances > 100_000 {
-            return bad(format!("max_instances must be 1..=100000, got {}", self.max_instances));
+            return bad(format!(
+                "max_instances must be 1..=100000, got {}",
+                self.max_instances
+            ));
         }
         if self.max_memory_bytes < 64 << 10 || self.max_memory_bytes > 4 * GIB {
             return bad(format!(
@@ -191,8 +194,12 @@ impl RuntimeConfig {
                 self.max_wasm_stack
             ));
         }
-        if self.epoch_tick < Duration::from_micros(100) || self.epoch_tick > Duration::from_secs(1) {
-            return bad(format!("epoch_tick must be between 100µs and 1s, got {:?}", self.epoch_tick));
+        if self.epoch_tick < Duration::from_micros(100) || self.epoch_tick > Duration::from_secs(1)
+        {
+            return bad(format!(
+                "epoch_tick must be between 100µs and 1s, got {:?}",
+                self.epoch_tick
+            ));
         }
         if self.max_module_bytes == 0 {
             return bad("max_module_bytes must be at least 1".into());
@@ -200,7 +207,9 @@ impl RuntimeConfig {
         if self.compile_timeout.is_zero() {
             return bad("compile_timeout must be positive".into());
         }
-        if self.pooling && self.memory_reservation() * u64::from(self.max_instances) > ADDRESS_SPACE_BUDGET {
+        if self.pooling
+            && self.memory_reservation() * u64::from(self.max_instances) > ADDRESS_SPACE_BUDGET
+        {
             return bad(format!(
                 "a pool of {} memories of up to {} bytes does not fit the address space budget",
                 self.max_instances, self.max_memory_bytes
@@ -249,11 +258,28 @@ mod tests {
     #[test]
     fn out_of_range_values_name_the_setting() {
         for (cfg, needle) in [
-            (RuntimeConfig::default().max_instances(0).clone(), "max_instances"),
-            (RuntimeConfig::default().max_memory_bytes(1).clone(), "max_memory_bytes"),
-            (RuntimeConfig::default().max_wasm_stack(1).clone(), "max_wasm_stack"),
-            (RuntimeConfig::default().epoch_tick(Duration::ZERO).clone(), "epoch_tick"),
-            (RuntimeConfig::default().compile_timeout(Duration::ZERO).clone(), "compile_timeout"),
+            (
+                RuntimeConfig::default().max_instances(0).clone(),
+                "max_instances",
+            ),
+            (
+                RuntimeConfig::default().max_memory_bytes(1).clone(),
+                "max_memory_bytes",
+            ),
+            (
+                RuntimeConfig::default().max_wasm_stack(1).clone(),
+                "max_wasm_stack",
+            ),
+            (
+                RuntimeConfig::default().epoch_tick(Duration::ZERO).clone(),
+                "epoch_tick",
+            ),
+            (
+                RuntimeConfig::default()
+                    .compile_timeout(Duration::ZERO)
+                    .clone(),
+                "compile_timeout",
+            ),
         ] {
             let err = cfg.validate().unwrap_err().to_string();
             assert!(err.contains(needle), "{err} should name {needle}");

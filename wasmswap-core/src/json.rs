@@ -17,7 +17,11 @@ use crate::error::{Error, Result};
 
 /// Splits JSON arguments (an array, an object keyed by parameter name, or
 /// `null` for none) into one JSON value per parameter, in order.
-pub(crate) fn split_args<'a>(names: &[&str], args: &'a Json, expected: impl Fn() -> String) -> Result<Vec<&'a Json>> {
+pub(crate) fn split_args<'a>(
+    names: &[&str],
+    args: &'a Json,
+    expected: impl Fn() -> String,
+) -> Result<Vec<&'a Json>> {
     static NULL: Json = Json::Null;
     match args {
         Json::Null if names.is_empty() => Ok(Vec::new()),
@@ -73,7 +77,11 @@ pub(crate) fn component_results(results: &[Val]) -> Result<Json> {
     match results {
         [] => Ok(Json::Null),
         [one] => from_val(one),
-        many => many.iter().map(from_val).collect::<Result<Vec<_>>>().map(Json::Array),
+        many => many
+            .iter()
+            .map(from_val)
+            .collect::<Result<Vec<_>>>()
+            .map(Json::Array),
     }
 }
 
@@ -97,13 +105,21 @@ pub(crate) fn core_results(results: &[wasmtime::Val]) -> Result<Json> {
             wasmtime::Val::I64(x) => Json::from(*x),
             wasmtime::Val::F32(bits) => float_json(f64::from(f32::from_bits(*bits))),
             wasmtime::Val::F64(bits) => float_json(f64::from_bits(*bits)),
-            _ => return Err(Error::Unrepresentable("reference and vector results have no JSON form".into())),
+            _ => {
+                return Err(Error::Unrepresentable(
+                    "reference and vector results have no JSON form".into(),
+                ));
+            }
         })
     };
     match results {
         [] => Ok(Json::Null),
         [x] => one(x),
-        many => many.iter().map(one).collect::<Result<Vec<_>>>().map(Json::Array),
+        many => many
+            .iter()
+            .map(one)
+            .collect::<Result<Vec<_>>>()
+            .map(Json::Array),
     }
 }
 
@@ -129,9 +145,19 @@ fn core_val(v: &Json, ty: &ValType, path: &str) -> Result<wasmtime::Val> {
             }
             wasmtime::Val::I64(n as i64)
         }
-        ValType::F32 => wasmtime::Val::F32((json_f64(v).ok_or_else(|| bad(format!("got {}", describe(v))))? as f32).to_bits()),
-        ValType::F64 => wasmtime::Val::F64(json_f64(v).ok_or_else(|| bad(format!("got {}", describe(v))))?.to_bits()),
-        _ => return Err(bad("reference and vector parameters cannot be passed as JSON".into())),
+        ValType::F32 => wasmtime::Val::F32(
+            (json_f64(v).ok_or_else(|| bad(format!("got {}", describe(v))))? as f32).to_bits(),
+        ),
+        ValType::F64 => wasmtime::Val::F64(
+            json_f64(v)
+                .ok_or_else(|| bad(format!("got {}", describe(v))))?
+                .to_bits(),
+        ),
+        _ => {
+            return Err(bad(
+                "reference and vector parameters cannot be passed as JSON".into(),
+            ));
+        }
     })
 }
 
@@ -155,7 +181,10 @@ pub(crate) fn core_signature(ty: &wasmtime::FuncType) -> String {
 
 /// `func(a: u8, b: string) -> list<u8>`
 pub(crate) fn component_signature(ty: &ComponentFunc) -> String {
-    let params: Vec<String> = ty.params().map(|(n, t)| format!("{n}: {}", type_name(&t))).collect();
+    let params: Vec<String> = ty
+        .params()
+        .map(|(n, t)| format!("{n}: {}", type_name(&t)))
+        .collect();
     let results: Vec<String> = ty.results().map(|t| type_name(&t)).collect();
     match results.as_slice() {
         [] => format!("func({})", params.join(", ")),
@@ -184,7 +213,10 @@ pub(crate) fn type_name(ty: &Type) -> String {
         Type::FixedLengthList(l) => format!("list<{}, N>", type_name(&l.ty())),
         Type::Map(m) => format!("map<{}, {}>", type_name(&m.key()), type_name(&m.value())),
         Type::Record(r) => {
-            let fields: Vec<String> = r.fields().map(|f| format!("{}: {}", f.name, type_name(&f.ty))).collect();
+            let fields: Vec<String> = r
+                .fields()
+                .map(|f| format!("{}: {}", f.name, type_name(&f.ty)))
+                .collect();
             format!("record {{ {} }}", fields.join(", "))
         }
         Type::Tuple(t) => {
@@ -236,7 +268,11 @@ fn json_i128(v: &Json) -> Option<i128> {
             .map(i128::from)
             .or_else(|| n.as_u64().map(i128::from))
             // 3.0 is an integer; 3.5 is not.
-            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 1e38).map(|f| f as i128)),
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 1e38)
+                    .map(|f| f as i128)
+            }),
         Json::String(s) => s.trim().parse().ok(),
         _ => None,
     }
@@ -338,7 +374,10 @@ pub(crate) fn to_val(v: &Json, ty: &Type, path: &str) -> Result<Val> {
         Type::Record(r) => {
             let obj = v.as_object().ok_or_else(err)?;
             let fields: Vec<_> = r.fields().collect();
-            if let Some(unknown) = obj.keys().find(|k| !fields.iter().any(|f| f.name == k.as_str())) {
+            if let Some(unknown) = obj
+                .keys()
+                .find(|k| !fields.iter().any(|f| f.name == k.as_str()))
+            {
                 return Err(Error::BadArgument {
                     param: format!("{path}.{unknown}"),
                     expected: type_name(ty),
@@ -384,11 +423,14 @@ pub(crate) fn to_val(v: &Json, ty: &Type, path: &str) -> Result<Val> {
         }
         Type::Variant(var) => {
             let (name, payload) = case_of(v).ok_or_else(err)?;
-            let case = var.cases().find(|c| c.name == name).ok_or_else(|| Error::BadArgument {
-                param: path.into(),
-                expected: type_name(ty),
-                problem: format!("no case named {name:?}"),
-            })?;
+            let case = var
+                .cases()
+                .find(|c| c.name == name)
+                .ok_or_else(|| Error::BadArgument {
+                    param: path.into(),
+                    expected: type_name(ty),
+                    problem: format!("no case named {name:?}"),
+                })?;
             let payload = match (case.ty, payload) {
                 (None, None) => None,
                 (Some(t), Some(p)) => Some(Box::new(to_val(p, &t, &format!("{path}.{name}"))?)),
@@ -428,7 +470,9 @@ pub(crate) fn to_val(v: &Json, ty: &Type, path: &str) -> Result<Val> {
             let (name, payload) = case_of(v).ok_or_else(err)?;
             let side = |t: Option<Type>, label: &str| -> Result<Option<Box<Val>>> {
                 match (t, payload) {
-                    (Some(t), Some(p)) => Ok(Some(Box::new(to_val(p, &t, &format!("{path}.{label}"))?))),
+                    (Some(t), Some(p)) => {
+                        Ok(Some(Box::new(to_val(p, &t, &format!("{path}.{label}"))?)))
+                    }
                     (None, None | Some(Json::Null)) => Ok(None),
                     (Some(t), None) => Err(Error::BadArgument {
                         param: format!("{path}.{label}"),
@@ -449,7 +493,9 @@ pub(crate) fn to_val(v: &Json, ty: &Type, path: &str) -> Result<Val> {
                     return Err(Error::BadArgument {
                         param: path.into(),
                         expected: type_name(ty),
-                        problem: format!("expected {{\"ok\": …}} or {{\"err\": …}}, got case {other:?}"),
+                        problem: format!(
+                            "expected {{\"ok\": …}} or {{\"err\": …}}, got case {other:?}"
+                        ),
                     });
                 }
             }
@@ -458,7 +504,9 @@ pub(crate) fn to_val(v: &Json, ty: &Type, path: &str) -> Result<Val> {
             let items = v.as_array().ok_or_else(err)?;
             let mut out = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
-                let name = item.as_str().ok_or_else(|| mismatch(item, ty, &format!("{path}[{i}]")))?;
+                let name = item
+                    .as_str()
+                    .ok_or_else(|| mismatch(item, ty, &format!("{path}[{i}]")))?;
                 if !f.names().any(|n| n == name) {
                     return Err(Error::BadArgument {
                         param: format!("{path}[{i}]"),
@@ -478,7 +526,10 @@ pub(crate) fn to_val(v: &Json, ty: &Type, path: &str) -> Result<Val> {
             Val::Map(
                 obj.iter()
                     .map(|(k, item)| {
-                        Ok((to_val(&Json::from(k.as_str()), &kt, path)?, to_val(item, &vt, &format!("{path}.{k}"))?))
+                        Ok((
+                            to_val(&Json::from(k.as_str()), &kt, path)?,
+                            to_val(item, &vt, &format!("{path}.{k}"))?,
+                        ))
                     })
                     .collect::<Result<_>>()?,
             )
@@ -497,7 +548,9 @@ pub(crate) fn to_val(v: &Json, ty: &Type, path: &str) -> Result<Val> {
 fn case_of(v: &Json) -> Option<(&str, Option<&Json>)> {
     match v {
         Json::String(s) => Some((s.as_str(), None)),
-        Json::Object(map) if map.len() == 1 => map.iter().next().map(|(k, p)| (k.as_str(), Some(p))),
+        Json::Object(map) if map.len() == 1 => {
+            map.iter().next().map(|(k, p)| (k.as_str(), Some(p)))
+        }
         _ => None,
     }
 }
@@ -532,8 +585,20 @@ pub(crate) fn from_val(v: &Val) -> Result<Json> {
         Val::Variant(name, Some(p)) => single(name, from_val(p)?),
         Val::Option(None) => Json::Null,
         Val::Option(Some(x)) => from_val(x)?,
-        Val::Result(Ok(x)) => single("ok", x.as_deref().map(from_val).transpose()?.unwrap_or(Json::Null)),
-        Val::Result(Err(x)) => single("err", x.as_deref().map(from_val).transpose()?.unwrap_or(Json::Null)),
+        Val::Result(Ok(x)) => single(
+            "ok",
+            x.as_deref()
+                .map(from_val)
+                .transpose()?
+                .unwrap_or(Json::Null),
+        ),
+        Val::Result(Err(x)) => single(
+            "err",
+            x.as_deref()
+                .map(from_val)
+                .transpose()?
+                .unwrap_or(Json::Null),
+        ),
         Val::Flags(names) => Json::Array(names.iter().map(|n| Json::String(n.clone())).collect()),
         Val::Map(pairs) => {
             let mut map = Map::new();
@@ -547,7 +612,9 @@ pub(crate) fn from_val(v: &Val) -> Result<Json> {
             Json::Object(map)
         }
         Val::Resource(_) | Val::Future(_) | Val::Stream(_) | Val::ErrorContext(_) => {
-            return Err(Error::Unrepresentable("handles cannot be returned as JSON".into()));
+            return Err(Error::Unrepresentable(
+                "handles cannot be returned as JSON".into(),
+            ));
         }
     })
 }

@@ -58,8 +58,10 @@ mod error;
 mod json;
 mod limits;
 mod metrics;
+mod route;
 mod runtime;
 mod sandbox;
+mod service;
 mod store;
 mod validate;
 mod version;
@@ -69,9 +71,11 @@ pub use config::RuntimeConfig;
 pub use error::{Error, ErrorKind, LoadError, Result};
 pub use limits::Limits;
 pub use metrics::{CounterSnapshot, LATENCY_BUCKETS_US};
+pub use route::{Candidate, CandidateMode, Route, RouteSummary, Weight, sticky_bucket};
 pub use runtime::{LoadSource, Runtime};
 pub use sandbox::{Capabilities, Preopen};
-pub use version::Version;
+pub use service::{DrainReport, Pick, RouteChange, RouteEvent, Served, Service, Swap};
+pub use version::{Lease, Version};
 
 /// Re-exported so embedders use the same wasmtime as this crate.
 pub use wasmtime;

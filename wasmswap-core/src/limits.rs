@@ -19,8 +19,10 @@ pub struct Limits {
     pub max_memory_mb: u32,
     /// Wall-clock time per call, in milliseconds (1–300,000). Default 30,000.
     pub timeout_ms: u64,
-    /// Share of one core the guest may use while running, in percent (1–100).
-    /// Above its share the guest is paused at epoch ticks. Default 50.
+    /// Share of one core a call may use, in percent (1–100). Once a call has
+    /// used 10 ms of CPU, it is paused at epoch ticks whenever its CPU time
+    /// exceeds this share of its wall time; shorter calls are never paused.
+    /// Default 50.
     pub max_cpu_percent: u8,
     /// CPU time budget per call in milliseconds (time actually running, not
     /// time paused by the CPU share); `None` for no budget beyond the timeout.
@@ -63,13 +65,22 @@ impl Limits {
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::InvalidConfig(m));
         if !(1..=512).contains(&self.max_memory_mb) {
-            return bad(format!("maxMemoryMB must be 1..=512, got {}", self.max_memory_mb));
+            return bad(format!(
+                "maxMemoryMB must be 1..=512, got {}",
+                self.max_memory_mb
+            ));
         }
         if !(1..=300_000).contains(&self.timeout_ms) {
-            return bad(format!("timeoutMs must be 1..=300000, got {}", self.timeout_ms));
+            return bad(format!(
+                "timeoutMs must be 1..=300000, got {}",
+                self.timeout_ms
+            ));
         }
         if !(1..=100).contains(&self.max_cpu_percent) {
-            return bad(format!("maxCpuPercent must be 1..=100, got {}", self.max_cpu_percent));
+            return bad(format!(
+                "maxCpuPercent must be 1..=100, got {}",
+                self.max_cpu_percent
+            ));
         }
         if self.cpu_time_ms == Some(0) {
             return bad("cpuTimeMs must be positive".into());
@@ -127,7 +138,12 @@ impl StoreLimiter {
 }
 
 impl wasmtime::ResourceLimiter for StoreLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired as u64 > self.memory_bytes {
             // Refuse the growth (memory.grow returns -1, as the spec allows);
             // the guest may cope, and if it traps the flag names the cause.
@@ -138,7 +154,12 @@ impl wasmtime::ResourceLimiter for StoreLimiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired as u64 > self.table_elements {
             self.table_denied = true;
             return Ok(false);
@@ -175,13 +196,55 @@ mod tests {
     #[test]
     fn ranges_are_enforced_and_named() {
         let cases: Vec<(Limits, &str)> = vec![
-            (Limits { max_memory_mb: 0, ..Limits::default() }, "maxMemoryMB"),
-            (Limits { max_memory_mb: 513, ..Limits::default() }, "maxMemoryMB"),
-            (Limits { timeout_ms: 0, ..Limits::default() }, "timeoutMs"),
-            (Limits { timeout_ms: 300_001, ..Limits::default() }, "timeoutMs"),
-            (Limits { max_cpu_percent: 0, ..Limits::default() }, "maxCpuPercent"),
-            (Limits { max_cpu_percent: 101, ..Limits::default() }, "maxCpuPercent"),
-            (Limits { cpu_time_ms: Some(0), ..Limits::default() }, "cpuTimeMs"),
+            (
+                Limits {
+                    max_memory_mb: 0,
+                    ..Limits::default()
+                },
+                "maxMemoryMB",
+            ),
+            (
+                Limits {
+                    max_memory_mb: 513,
+                    ..Limits::default()
+                },
+                "maxMemoryMB",
+            ),
+            (
+                Limits {
+                    timeout_ms: 0,
+                    ..Limits::default()
+                },
+                "timeoutMs",
+            ),
+            (
+                Limits {
+                    timeout_ms: 300_001,
+                    ..Limits::default()
+                },
+                "timeoutMs",
+            ),
+            (
+                Limits {
+                    max_cpu_percent: 0,
+                    ..Limits::default()
+                },
+                "maxCpuPercent",
+            ),
+            (
+                Limits {
+                    max_cpu_percent: 101,
+                    ..Limits::default()
+                },
+                "maxCpuPercent",
+            ),
+            (
+                Limits {
+                    cpu_time_ms: Some(0),
+                    ..Limits::default()
+                },
+                "cpuTimeMs",
+            ),
         ];
         for (l, field) in cases {
             let e = l.validate().unwrap_err().to_string();

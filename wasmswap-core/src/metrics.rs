@@ -11,8 +11,8 @@ use crate::error::ErrorKind;
 /// bucket is everything above). Roughly ×2.5 steps from 50 µs to 60 s, which
 /// covers a fresh-instance call and a call that hits a long timeout.
 pub const LATENCY_BUCKETS_US: [u64; 16] = [
-    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
-    10_000_000, 60_000_000,
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 10_000_000, 60_000_000,
 ];
 
 #[derive(Debug, Default)]
@@ -24,21 +24,43 @@ pub(crate) struct Counters {
     latency_sum_us: AtomicU64,
     fuel_consumed: AtomicU64,
     memory_high_water: AtomicU64,
+    mirror: [AtomicU64; 3],
+}
+
+/// How a mirrored call compared with the stable version's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MirrorOutcome {
+    Equal = 0,
+    Different = 1,
+    Failed = 2,
 }
 
 impl Counters {
-    pub(crate) fn record(&self, latency: Duration, outcome: Option<ErrorKind>, fuel: u64, memory: u64) {
+    pub(crate) fn record(
+        &self,
+        latency: Duration,
+        outcome: Option<ErrorKind>,
+        fuel: u64,
+        memory: u64,
+    ) {
         self.calls.fetch_add(1, Relaxed);
         if let Some(kind) = outcome {
             self.errors.fetch_add(1, Relaxed);
             self.by_kind[kind.index()].fetch_add(1, Relaxed);
         }
         let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        let bucket = LATENCY_BUCKETS_US.iter().position(|b| us <= *b).unwrap_or(LATENCY_BUCKETS_US.len());
+        let bucket = LATENCY_BUCKETS_US
+            .iter()
+            .position(|b| us <= *b)
+            .unwrap_or(LATENCY_BUCKETS_US.len());
         self.buckets[bucket].fetch_add(1, Relaxed);
         self.latency_sum_us.fetch_add(us, Relaxed);
         self.fuel_consumed.fetch_add(fuel, Relaxed);
         self.memory_high_water.fetch_max(memory, Relaxed);
+    }
+
+    pub(crate) fn record_mirror(&self, outcome: MirrorOutcome) {
+        self.mirror[outcome as usize].fetch_add(1, Relaxed);
     }
 
     pub(crate) fn snapshot(&self) -> CounterSnapshot {
@@ -54,6 +76,9 @@ impl Counters {
             latency_sum_us: self.latency_sum_us.load(Relaxed),
             fuel_consumed: self.fuel_consumed.load(Relaxed),
             memory_high_water_bytes: self.memory_high_water.load(Relaxed),
+            mirror_equal: self.mirror[MirrorOutcome::Equal as usize].load(Relaxed),
+            mirror_different: self.mirror[MirrorOutcome::Different as usize].load(Relaxed),
+            mirror_failed: self.mirror[MirrorOutcome::Failed as usize].load(Relaxed),
         }
     }
 }
@@ -78,12 +103,23 @@ pub struct CounterSnapshot {
     pub fuel_consumed: u64,
     /// Largest linear memory any call reached, in bytes.
     pub memory_high_water_bytes: u64,
+    /// Mirrored calls (this version as the mirror) whose answer equalled the
+    /// stable version's.
+    pub mirror_equal: u64,
+    /// Mirrored calls whose answer differed from the stable version's.
+    pub mirror_different: u64,
+    /// Mirrored calls that failed where the stable version answered (or
+    /// answered where it failed).
+    pub mirror_failed: u64,
 }
 
 impl CounterSnapshot {
     /// Errors of one kind.
     pub fn errors_of(&self, kind: ErrorKind) -> u64 {
-        self.errors_by_kind.iter().find(|(k, _)| *k == kind).map_or(0, |(_, n)| *n)
+        self.errors_by_kind
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map_or(0, |(_, n)| *n)
     }
 
     /// Latency quantile (0.0–1.0) estimated from the histogram: the upper bound
@@ -114,7 +150,12 @@ mod tests {
     fn records_outcomes_and_latency() {
         let c = Counters::default();
         c.record(Duration::from_micros(40), None, 0, 65536);
-        c.record(Duration::from_micros(700), Some(ErrorKind::Timeout), 0, 131072);
+        c.record(
+            Duration::from_micros(700),
+            Some(ErrorKind::Timeout),
+            0,
+            131072,
+        );
         c.record(Duration::from_secs(100), Some(ErrorKind::Trap), 0, 0);
         let s = c.snapshot();
         assert_eq!((s.calls, s.errors), (3, 2));

@@ -11,7 +11,9 @@ use std::time::Instant;
 use parking_lot::Mutex;
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use crate::artifact::{self, Artifact, ArtifactInfo, ArtifactInner, ArtifactKind, Compiled, ContentId};
+use crate::artifact::{
+    self, Artifact, ArtifactInfo, ArtifactInner, ArtifactKind, Compiled, ContentId,
+};
 use crate::cache::DiskCache;
 use crate::config::RuntimeConfig;
 use crate::error::{Error, LoadError, Result};
@@ -80,7 +82,8 @@ impl Runtime {
     }
 
     pub(crate) fn from_config(config: RuntimeConfig) -> Result<Self> {
-        let engine = Engine::new(&engine_config(&config)).map_err(|e| Error::InvalidConfig(format!("{e:#}")))?;
+        let engine = Engine::new(&engine_config(&config))
+            .map_err(|e| Error::InvalidConfig(format!("{e:#}")))?;
 
         let mut module_linker = wasmtime::Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut module_linker, |s: &mut P1State| &mut s.wasi)
@@ -145,7 +148,12 @@ impl Runtime {
             return Ok((artifact, LoadSource::Memory));
         }
 
-        let (compiled, source) = match self.inner.disk.as_ref().and_then(|d| d.get(&self.inner.engine, &id, inspection.kind)) {
+        let (compiled, source) = match self
+            .inner
+            .disk
+            .as_ref()
+            .and_then(|d| d.get(&self.inner.engine, &id, inspection.kind))
+        {
             Some(c) => (c, LoadSource::Disk),
             None => {
                 let c = self.compile(bytes, inspection.kind)?;
@@ -186,12 +194,20 @@ impl Runtime {
     /// An artifact already loaded in this runtime, by content id.
     pub fn cached(&self, id: &ContentId) -> Option<Artifact> {
         let loaded = self.inner.loaded.lock();
-        loaded.get(id).and_then(Weak::upgrade).map(|inner| Artifact { inner })
+        loaded
+            .get(id)
+            .and_then(Weak::upgrade)
+            .map(|inner| Artifact { inner })
     }
 
     /// Number of distinct artifacts currently alive in this runtime.
     pub fn loaded_count(&self) -> usize {
-        self.inner.loaded.lock().values().filter(|w| w.strong_count() > 0).count()
+        self.inner
+            .loaded
+            .lock()
+            .values()
+            .filter(|w| w.strong_count() > 0)
+            .count()
     }
 
     /// Compiles on a worker thread so a pathological input cannot hold the
@@ -205,10 +221,11 @@ impl Runtime {
             .name("wasmswap-compile".into())
             .spawn(move || {
                 let result = match kind {
-                    ArtifactKind::Module => wasmtime::Module::new(&engine, &owned).map(Compiled::Module),
-                    ArtifactKind::Component => {
-                        wasmtime::component::Component::new(&engine, &owned).map(Compiled::Component)
+                    ArtifactKind::Module => {
+                        wasmtime::Module::new(&engine, &owned).map(Compiled::Module)
                     }
+                    ArtifactKind::Component => wasmtime::component::Component::new(&engine, &owned)
+                        .map(Compiled::Component),
                 };
                 let _ = tx.send(result.map_err(|e| format!("{e:#}")));
             })
@@ -218,7 +235,9 @@ impl Runtime {
             Ok(Ok(c)) => Ok(c),
             Ok(Err(msg)) => Err(LoadError::Compile(msg).into()),
             Err(mpsc::RecvTimeoutError::Timeout) => Err(LoadError::CompileTimeout(timeout).into()),
-            Err(mpsc::RecvTimeoutError::Disconnected) => Err(Error::Internal("compile thread panicked".into())),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                Err(Error::Internal("compile thread panicked".into()))
+            }
         }
     }
 }

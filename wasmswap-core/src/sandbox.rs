@@ -61,7 +61,11 @@ impl Capabilities {
     }
 
     /// Adds a writable preopened directory.
-    pub fn preopen_writable(mut self, host_path: impl Into<PathBuf>, guest_path: impl Into<String>) -> Self {
+    pub fn preopen_writable(
+        mut self,
+        host_path: impl Into<PathBuf>,
+        guest_path: impl Into<String>,
+    ) -> Self {
         self.preopens.push(Preopen {
             host_path: host_path.into(),
             guest_path: guest_path.into(),
@@ -92,7 +96,12 @@ impl Capabilities {
     /// directories and no outbound HTTP. Used for mirrored calls.
     pub fn without_side_effects(&self) -> Self {
         Self {
-            preopens: self.preopens.iter().filter(|p| !p.writable).cloned().collect(),
+            preopens: self
+                .preopens
+                .iter()
+                .filter(|p| !p.writable)
+                .cloned()
+                .collect(),
             outbound_http: Vec::new(),
             ..self.clone()
         }
@@ -114,7 +123,9 @@ impl Capabilities {
         }
         for (name, _) in &self.env {
             if name.is_empty() || name.contains('=') || name.contains('\0') {
-                return Err(Error::Sandbox(format!("invalid environment variable name {name:?}")));
+                return Err(Error::Sandbox(format!(
+                    "invalid environment variable name {name:?}"
+                )));
             }
         }
         Ok(())
@@ -125,13 +136,19 @@ impl Capabilities {
         let mut b = WasiCtxBuilder::new();
         // Explicit even where these are the defaults: the sandbox must not
         // change if a wasmtime release changes them.
-        b.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+        b.allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
         b.socket_addr_check(|_, _| Box::pin(async { false }));
         for (k, v) in &self.env {
             b.env(k, v);
         }
         for p in &self.preopens {
-            let perms = if p.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
+            let perms = if p.writable {
+                FsPerms::ReadWrite
+            } else {
+                FsPerms::ReadOnly
+            };
             b.preopened_dir(&p.host_path, &p.guest_path, perms)
                 .map_err(|e| Error::Sandbox(format!("preopen {}: {e:#}", p.host_path.display())))?;
         }

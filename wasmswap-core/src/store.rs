@@ -11,6 +11,9 @@ use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
 use crate::error::Error;
 use crate::limits::{Limits, StoreLimiter};
 
+/// CPU time a call may use before its CPU share is enforced.
+const CPU_BURST: Duration = Duration::from_millis(10);
+
 /// Why the deadline callback stopped a guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Stop {
@@ -48,8 +51,7 @@ impl CallClock {
     /// Called by wasmtime at each epoch tick while the guest runs.
     fn on_tick(&mut self) -> UpdateDeadline {
         let now = Instant::now();
-        let ran = now.saturating_duration_since(self.resumed);
-        self.cpu_time += ran;
+        self.cpu_time += now.saturating_duration_since(self.resumed);
         let elapsed = now - self.started;
         if elapsed >= self.timeout {
             self.stopped = Some(Stop::Timeout);
@@ -59,18 +61,22 @@ impl CallClock {
             self.stopped = Some(Stop::CpuBudget);
             return UpdateDeadline::Interrupt;
         }
-        if self.cpu_percent >= 100 {
-            self.resumed = now;
-            // Yield anyway so one busy guest cannot starve the other tasks on
-            // its executor thread.
-            return UpdateDeadline::Yield(1);
+        // Running at `cpu_percent` means the call's wall time is at least
+        // cpu_time × 100 / cpu_percent. Pause until it is — but only past a
+        // burst allowance: short calls must never pay for a timer (tokio's
+        // resolution is 1 ms, longer than most calls).
+        if self.cpu_percent < 100 && self.cpu_time > CPU_BURST {
+            let due = self.cpu_time * 100 / self.cpu_percent;
+            if due > elapsed {
+                let pause = (due - elapsed).min(self.timeout - elapsed);
+                self.resumed = now + pause;
+                return UpdateDeadline::YieldCustom(1, Box::pin(tokio::time::sleep(pause)));
+            }
         }
-        // Having run `ran`, pause long enough that running time stays at
-        // `cpu_percent` of the total, but never past the timeout.
-        let pause = ran * (100 - self.cpu_percent) / self.cpu_percent;
-        let pause = pause.min(self.timeout - elapsed);
-        self.resumed = now + pause;
-        UpdateDeadline::YieldCustom(1, Box::pin(tokio::time::sleep(pause)))
+        self.resumed = now;
+        // Yield even when not throttled, so one busy guest cannot starve the
+        // other tasks on its executor thread.
+        UpdateDeadline::Yield(1)
     }
 }
 
@@ -123,7 +129,11 @@ impl WasiView for P2State {
 }
 
 /// Creates a store for one call with limits, fuel and the deadline callback set.
-pub(crate) fn new_store<T: CallData>(engine: &wasmtime::Engine, data: T, limits: &Limits) -> Store<T> {
+pub(crate) fn new_store<T: CallData>(
+    engine: &wasmtime::Engine,
+    data: T,
+    limits: &Limits,
+) -> Store<T> {
     let mut store = Store::new(engine, data);
     store.limiter(|d| d.limiter());
     if let Some(fuel) = limits.fuel {
@@ -138,7 +148,11 @@ pub(crate) fn new_store<T: CallData>(engine: &wasmtime::Engine, data: T, limits:
 
 /// Turns a wasmtime error from instantiation or a call into our typed error,
 /// using what the limiter and the clock recorded.
-pub(crate) fn classify<T: CallData>(err: wasmtime::Error, store: &mut Store<T>, limits: &Limits) -> Error {
+pub(crate) fn classify<T: CallData>(
+    err: wasmtime::Error,
+    store: &mut Store<T>,
+    limits: &Limits,
+) -> Error {
     let data = store.data_mut();
     match data.clock().stopped {
         Some(Stop::Timeout) => return Error::Timeout(limits.timeout()),
@@ -186,5 +200,8 @@ pub(crate) fn classify<T: CallData>(err: wasmtime::Error, store: &mut Store<T>, 
             message: format!("guest exited with status {}", exit.0),
         };
     }
-    Error::Trap { code: None, message }
+    Error::Trap {
+        code: None,
+        message,
+    }
 }

@@ -114,19 +114,32 @@ pub(crate) fn inspect(bytes: &[u8], config: &RuntimeConfig) -> Result<Inspection
     }
 
     for import in &imports {
-        if !config.allowed_import_prefixes.iter().any(|p| import.starts_with(p.as_str())) {
-            return Err(LoadError::DisallowedImport { import: import.clone() });
+        if !config
+            .allowed_import_prefixes
+            .iter()
+            .any(|p| import.starts_with(p.as_str()))
+        {
+            return Err(LoadError::DisallowedImport {
+                import: import.clone(),
+            });
         }
     }
 
     let wasi = if imports.iter().any(|i| i.starts_with("wasi:")) {
         Some(WasiVersion::P2)
-    } else if imports.iter().any(|i| i.starts_with("wasi_snapshot_preview1::")) {
+    } else if imports
+        .iter()
+        .any(|i| i.starts_with("wasi_snapshot_preview1::"))
+    {
         Some(WasiVersion::P1)
     } else {
         None
     };
-    Ok(Inspection { kind, wasi, imports })
+    Ok(Inspection {
+        kind,
+        wasi,
+        imports,
+    })
 }
 
 fn invalid(e: wasmparser::BinaryReaderError) -> LoadError {
@@ -166,20 +179,27 @@ mod tests {
     #[test]
     fn header_errors_are_specific() {
         assert_eq!(inspect_default(b"").unwrap_err(), LoadError::BadMagic);
-        assert_eq!(inspect_default(b"\x7fELF\x02\x01").unwrap_err(), LoadError::BadMagic);
+        assert_eq!(
+            inspect_default(b"\x7fELF\x02\x01").unwrap_err(),
+            LoadError::BadMagic
+        );
         assert!(matches!(
             inspect_default(b"\0asm\x01").unwrap_err(),
             LoadError::Invalid { offset: 5, .. }
         ));
         assert_eq!(
             inspect_default(b"\0asm\x02\0\0\0").unwrap_err(),
-            LoadError::UnsupportedVersion { version: 2, layer: 0 }
+            LoadError::UnsupportedVersion {
+                version: 2,
+                layer: 0
+            }
         );
     }
 
     #[test]
     fn truncated_binary_reports_offset() {
-        let full = wat::parse_str("(module (func (export \"f\") (result i32) i32.const 7))").unwrap();
+        let full =
+            wat::parse_str("(module (func (export \"f\") (result i32) i32.const 7))").unwrap();
         let cut = &full[..full.len() - 3];
         match inspect_default(cut).unwrap_err() {
             LoadError::Invalid { offset, .. } => assert!(offset > 8 && offset <= full.len()),
@@ -215,7 +235,9 @@ mod tests {
         let bytes = wat::parse_str(r#"(module (import "env" "system" (func)))"#).unwrap();
         assert_eq!(
             inspect_default(&bytes).unwrap_err(),
-            LoadError::DisallowedImport { import: "env::system".into() }
+            LoadError::DisallowedImport {
+                import: "env::system".into()
+            }
         );
     }
 
@@ -224,12 +246,18 @@ mod tests {
         let table = wat::parse_str("(module (table 100000000 funcref))").unwrap();
         assert!(matches!(
             inspect_default(&table).unwrap_err(),
-            LoadError::TableTooLarge { declared: 100_000_000, .. }
+            LoadError::TableTooLarge {
+                declared: 100_000_000,
+                ..
+            }
         ));
         let memory = wat::parse_str("(module (memory 65536))").unwrap();
         assert!(matches!(
             inspect_default(&memory).unwrap_err(),
-            LoadError::MemoryTooLarge { declared_bytes: 4_294_967_296, .. }
+            LoadError::MemoryTooLarge {
+                declared_bytes: 4_294_967_296,
+                ..
+            }
         ));
     }
 
@@ -242,6 +270,9 @@ mod tests {
         let i = inspect_default(&p1).unwrap();
         assert_eq!(i.kind, ArtifactKind::Module);
         assert_eq!(i.wasi, Some(WasiVersion::P1));
-        assert_eq!(i.imports, vec!["wasi_snapshot_preview1::proc_exit".to_string()]);
+        assert_eq!(
+            i.imports,
+            vec!["wasi_snapshot_preview1::proc_exit".to_string()]
+        );
     }
 }

@@ -6,12 +6,13 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
 use serde_json::Value as Json;
 use wasmtime::component::{ComponentExportIndex, Val};
-use wasmtime::{InstancePre, ModuleExport, Store};
+use wasmtime::{InstancePre, ModuleExport, Store, ValType};
 use wasmtime_wasi::ResourceTable;
 
 use crate::artifact::{Artifact, ArtifactKind, Compiled};
@@ -40,6 +41,11 @@ pub(crate) struct VersionInner {
     counters: Counters,
     /// Export lookups resolved once per name, not once per call.
     component_exports: RwLock<HashMap<String, Option<ComponentExportIndex>>>,
+    module_exports: RwLock<HashMap<String, Option<(ModuleExport, wasmtime::FuncType)>>>,
+    /// Calls holding a [`Lease`] on this version right now.
+    in_flight: AtomicU64,
+    /// Woken when `in_flight` drops to zero.
+    idle: tokio::sync::Notify,
 }
 
 enum Pre {
@@ -86,15 +92,27 @@ impl Version {
             )));
         }
         if limits.fuel.is_some() && !rc.fuel {
-            return Err(Error::InvalidConfig("a fuel limit needs a runtime built with fuel(true)".into()));
+            return Err(Error::InvalidConfig(
+                "a fuel limit needs a runtime built with fuel(true)".into(),
+            ));
         }
         let link_err = |e: wasmtime::Error| Error::Instantiate(format!("{e:#}"));
         let pre = match &artifact.inner.compiled {
             Compiled::Module(m) => Pre::Module {
-                pre: runtime.inner.module_linker.instantiate_pre(m).map_err(link_err)?,
+                pre: runtime
+                    .inner
+                    .module_linker
+                    .instantiate_pre(m)
+                    .map_err(link_err)?,
                 initialize: m.get_export_index("_initialize"),
             },
-            Compiled::Component(c) => Pre::Component(runtime.inner.component_linker.instantiate_pre(c).map_err(link_err)?),
+            Compiled::Component(c) => Pre::Component(
+                runtime
+                    .inner
+                    .component_linker
+                    .instantiate_pre(c)
+                    .map_err(link_err)?,
+            ),
         };
         Ok(Self {
             inner: Arc::new(VersionInner {
@@ -106,6 +124,9 @@ impl Version {
                 pre,
                 counters: Counters::default(),
                 component_exports: RwLock::new(HashMap::new()),
+                module_exports: RwLock::new(HashMap::new()),
+                in_flight: AtomicU64::new(0),
+                idle: tokio::sync::Notify::new(),
             }),
         })
     }
@@ -135,6 +156,51 @@ impl Version {
         self.inner.counters.snapshot()
     }
 
+    /// Takes a lease: this version counts as in flight until it is dropped.
+    /// [`Service`](crate::Service) takes one per call; embedders calling a
+    /// version directly may take one to make drains wait for their call.
+    pub fn lease(&self) -> Lease {
+        self.inner.in_flight.fetch_add(1, Ordering::AcqRel);
+        Lease {
+            version: self.clone(),
+        }
+    }
+
+    /// Number of leases (calls) currently holding this version.
+    pub fn in_flight(&self) -> u64 {
+        self.inner.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Waits until no lease holds this version, or `timeout` passes; on
+    /// timeout returns the number still in flight.
+    pub async fn drained(&self, timeout: Duration) -> Result<(), u64> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            // Register for the wake-up before checking, so a lease dropped
+            // between the check and the wait is not missed.
+            let idle = self.inner.idle.notified();
+            let n = self.in_flight();
+            if n == 0 {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                return match self.in_flight() {
+                    0 => Ok(()),
+                    n => Err(n),
+                };
+            }
+        }
+    }
+
+    /// Whether two handles are the same version (not merely the same bytes).
+    pub fn same_as(&self, other: &Version) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    pub(crate) fn record_mirror(&self, outcome: crate::metrics::MirrorOutcome) {
+        self.inner.counters.record_mirror(outcome);
+    }
+
     /// Calls an exported function with JSON arguments and returns its result as
     /// JSON.
     ///
@@ -147,32 +213,72 @@ impl Version {
     /// Must be called inside a tokio runtime: timeouts and CPU-share pauses
     /// are tokio timers.
     pub async fn invoke_json(&self, function: &str, args: &Json) -> Result<Json> {
+        self.invoke_json_with(function, args, &self.inner.caps)
+            .await
+    }
+
+    /// [`invoke_json`](Self::invoke_json) with other WASI grants (mirrored
+    /// calls run without side effects).
+    pub(crate) async fn invoke_json_with(
+        &self,
+        function: &str,
+        args: &Json,
+        caps: &Capabilities,
+    ) -> Result<Json> {
         match &self.inner.pre {
             Pre::Module { .. } => {
-                self.run_module(function, |ty| json::core_params(ty, args), |r| json::core_results(r)).await
+                self.run_module(
+                    function,
+                    caps,
+                    |ty| json::core_params(ty, args),
+                    json::core_results,
+                )
+                .await
             }
             Pre::Component(_) => {
-                self.run_component(function, |ty| json::component_params(ty, args), |r| json::component_results(r))
-                    .await
+                self.run_component(
+                    function,
+                    caps,
+                    |ty| json::component_params(ty, args),
+                    json::component_results,
+                )
+                .await
             }
         }
     }
 
     /// Calls a core module's export with raw wasm values.
-    pub async fn invoke_core(&self, function: &str, params: &[wasmtime::Val]) -> Result<Vec<wasmtime::Val>> {
+    pub async fn invoke_core(
+        &self,
+        function: &str,
+        params: &[wasmtime::Val],
+    ) -> Result<Vec<wasmtime::Val>> {
         let params = params.to_vec();
-        self.run_module(function, move |_| Ok(params), |r| Ok(r.to_vec())).await
+        self.run_module(
+            function,
+            &self.inner.caps,
+            move |_| Ok(params),
+            |r| Ok(r.to_vec()),
+        )
+        .await
     }
 
     /// Calls a component's export with component values.
     pub async fn invoke_component(&self, function: &str, params: &[Val]) -> Result<Vec<Val>> {
         let params = params.to_vec();
-        self.run_component(function, move |_| Ok(params), |r| Ok(r.to_vec())).await
+        self.run_component(
+            function,
+            &self.inner.caps,
+            move |_| Ok(params),
+            |r| Ok(r.to_vec()),
+        )
+        .await
     }
 
     async fn run_module<R>(
         &self,
         function: &str,
+        caps: &Capabilities,
         params: impl FnOnce(&wasmtime::FuncType) -> Result<Vec<wasmtime::Val>>,
         results: impl FnOnce(&[wasmtime::Val]) -> Result<R>,
     ) -> Result<R> {
@@ -182,7 +288,8 @@ impl Version {
         let started = Instant::now();
         let limits = &self.inner.limits;
         let outcome = async {
-            let wasi = self.inner.caps.builder()?.build_p1();
+            let (export, ty) = self.module_export(function)?;
+            let wasi = caps.builder()?.build_p1();
             let data = P1State {
                 wasi,
                 limiter: StoreLimiter::new(limits),
@@ -192,7 +299,9 @@ impl Version {
             let r = async {
                 let instance = pre.instantiate_async(&mut store).await?;
                 if let Some(init) = initialize
-                    && let Some(f) = instance.get_module_export(&mut store, init).and_then(|e| e.into_func())
+                    && let Some(f) = instance
+                        .get_module_export(&mut store, init)
+                        .and_then(|e| e.into_func())
                 {
                     f.call_async(&mut store, &[], &mut []).await?;
                 }
@@ -201,12 +310,15 @@ impl Version {
             .await;
             let instance = r.map_err(|e| store::classify(e, &mut store, limits))?;
             let func = instance
-                .get_func(&mut store, function)
+                .get_module_export(&mut store, &export)
+                .and_then(|e| e.into_func())
                 .ok_or_else(|| Error::NoSuchFunction(function.into()))?;
-            let ty = func.ty(&store);
             let args = params(&ty)?;
-            check_core_args(&store, &ty, &args)?;
-            let mut out: Vec<wasmtime::Val> = ty.results().map(|t| wasmtime::Val::default_for_ty(&t).unwrap_or(wasmtime::Val::I32(0))).collect();
+            check_core_args(&ty, &args)?;
+            let mut out: Vec<wasmtime::Val> = ty
+                .results()
+                .map(|t| wasmtime::Val::default_for_ty(&t).unwrap_or(wasmtime::Val::I32(0)))
+                .collect();
             func.call_async(&mut store, &args, &mut out)
                 .await
                 .map_err(|e| store::classify(e, &mut store, limits))?;
@@ -219,6 +331,7 @@ impl Version {
     async fn run_component<R>(
         &self,
         function: &str,
+        caps: &Capabilities,
         params: impl FnOnce(&wasmtime::component::types::ComponentFunc) -> Result<Vec<Val>>,
         results: impl FnOnce(&[Val]) -> Result<R>,
     ) -> Result<R> {
@@ -229,7 +342,7 @@ impl Version {
         let limits = &self.inner.limits;
         let outcome = async {
             let index = self.component_export(function)?;
-            let wasi = self.inner.caps.builder()?.build();
+            let wasi = caps.builder()?.build();
             let data = P2State {
                 wasi,
                 table: ResourceTable::new(),
@@ -271,18 +384,40 @@ impl Version {
             None => c.get_export_index(None, name),
         };
         // Only functions are callable; an interface or type name is not.
-        let found = found.filter(|_| {
-            self.inner
-                .artifact
-                .info()
-                .exports
-                .iter()
-                .any(|e| e.name == name || e.name.split_once('#').is_some_and(|(_, f)| f == name))
-        });
+        let found =
+            found.filter(|_| {
+                self.inner.artifact.info().exports.iter().any(|e| {
+                    e.name == name || e.name.split_once('#').is_some_and(|(_, f)| f == name)
+                })
+            });
         let mut cache = self.inner.component_exports.write();
         // Bound the cache: names come from callers and may be junk.
         if cache.len() < 1024 {
             cache.insert(name.to_string(), found);
+        }
+        found.ok_or_else(|| Error::NoSuchFunction(name.into()))
+    }
+
+    /// Resolves a core export to its index and type, once per name.
+    fn module_export(&self, name: &str) -> Result<(ModuleExport, wasmtime::FuncType)> {
+        if let Some(found) = self.inner.module_exports.read().get(name) {
+            return found
+                .clone()
+                .ok_or_else(|| Error::NoSuchFunction(name.into()));
+        }
+        let Compiled::Module(m) = &self.inner.artifact.inner.compiled else {
+            return Err(Error::NoSuchFunction(name.into()));
+        };
+        let found = m
+            .get_export_index(name)
+            .and_then(|index| match m.get_export(name)? {
+                wasmtime::ExternType::Func(ty) => Some((index, ty)),
+                _ => None,
+            });
+        let mut cache = self.inner.module_exports.write();
+        // Bound the cache: names come from callers and may be junk.
+        if cache.len() < 1024 {
+            cache.insert(name.to_string(), found.clone());
         }
         found.ok_or_else(|| Error::NoSuchFunction(name.into()))
     }
@@ -295,7 +430,9 @@ impl Version {
         let latency = started.elapsed();
         match outcome {
             Ok((value, stats)) => {
-                self.inner.counters.record(latency, None, stats.fuel, stats.memory);
+                self.inner
+                    .counters
+                    .record(latency, None, stats.fuel, stats.memory);
                 Ok(value)
             }
             Err(e) => {
@@ -315,35 +452,69 @@ impl Version {
     }
 }
 
+/// Holds a version in flight for the length of a call. Dropping it ends the
+/// call as far as drain accounting is concerned.
+#[derive(Debug)]
+pub struct Lease {
+    version: Version,
+}
+
+impl Lease {
+    /// The leased version.
+    pub fn version(&self) -> &Version {
+        &self.version
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if self.version.inner.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.version.inner.idle.notify_waiters();
+        }
+    }
+}
+
 struct CallStats {
     fuel: u64,
     memory: u64,
 }
 
 fn finish_stats<T: CallData>(store: &mut Store<T>, limits: &Limits) -> CallStats {
-    let fuel = limits
-        .fuel
-        .map_or(0, |budget| budget.saturating_sub(store.get_fuel().unwrap_or(budget)));
+    let fuel = limits.fuel.map_or(0, |budget| {
+        budget.saturating_sub(store.get_fuel().unwrap_or(budget))
+    });
     CallStats {
         fuel,
         memory: store.data_mut().limiter().memory_high_water,
     }
 }
 
-fn check_core_args<T>(store: &Store<T>, ty: &wasmtime::FuncType, args: &[wasmtime::Val]) -> Result<()> {
+fn check_core_args(ty: &wasmtime::FuncType, args: &[wasmtime::Val]) -> Result<()> {
     if ty.params().len() != args.len() {
         return Err(Error::BadArgument {
             param: "arguments".into(),
-            expected: format!("{} argument(s) {}", ty.params().len(), json::core_signature(ty)),
+            expected: format!(
+                "{} argument(s) {}",
+                ty.params().len(),
+                json::core_signature(ty)
+            ),
             problem: format!("got {}", args.len()),
         });
     }
     for (i, (want, got)) in ty.params().zip(args).enumerate() {
-        if !got.matches_ty(store, &want).unwrap_or(false) {
+        let matches = matches!(
+            (&want, got),
+            (ValType::I32, wasmtime::Val::I32(_))
+                | (ValType::I64, wasmtime::Val::I64(_))
+                | (ValType::F32, wasmtime::Val::F32(_))
+                | (ValType::F64, wasmtime::Val::F64(_))
+                | (ValType::V128, wasmtime::Val::V128(_))
+        );
+        if !matches {
             return Err(Error::BadArgument {
                 param: format!("arg{i}"),
                 expected: format!("{want}"),
-                problem: format!("got {:?}", got.ty(store).ok()),
+                problem: "got a value of another type".into(),
             });
         }
     }

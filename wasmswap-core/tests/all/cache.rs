@@ -23,7 +23,10 @@ fn cache_files(dir: &Path) -> Vec<PathBuf> {
 async fn works(rt: &Runtime, bytes: &[u8]) {
     let a = rt.load(bytes).unwrap();
     let v = Version::new(rt, &a, "c", Default::default(), Default::default()).unwrap();
-    assert_eq!(v.invoke_json("add", &json!([2, 3])).await.unwrap(), json!(5));
+    assert_eq!(
+        v.invoke_json("add", &json!([2, 3])).await.unwrap(),
+        json!(5)
+    );
 }
 
 #[tokio::test]
@@ -58,7 +61,11 @@ async fn corrupt_or_truncated_files_are_recompiled() {
     std::fs::write(&file, &data).unwrap();
     let rt = with_cache(dir.path());
     let (_, s) = rt.load_traced(&bytes).unwrap();
-    assert_eq!(s, LoadSource::Compiled, "a flipped byte must not be trusted");
+    assert_eq!(
+        s,
+        LoadSource::Compiled,
+        "a flipped byte must not be trusted"
+    );
     works(&rt, &bytes).await;
     // The bad file was replaced by a good one.
     let (_, s) = with_cache(dir.path()).load_traced(&bytes).unwrap();
@@ -82,10 +89,20 @@ async fn a_foreign_artifact_with_a_valid_checksum_is_refused() {
     let theirs = tempfile::tempdir().unwrap();
     let bytes = test_programs::wat("add");
     with_cache(ours.path()).load(&bytes).unwrap();
-    RuntimeConfig::new().cache_dir(theirs.path()).fuel(true).build().unwrap().load(&bytes).unwrap();
+    RuntimeConfig::new()
+        .cache_dir(theirs.path())
+        .fuel(true)
+        .build()
+        .unwrap()
+        .load(&bytes)
+        .unwrap();
     let our_file = cache_files(ours.path()).remove(0);
     let their_file = cache_files(theirs.path()).remove(0);
-    assert_ne!(our_file.file_name(), their_file.file_name(), "engine settings are part of the key");
+    assert_ne!(
+        our_file.file_name(),
+        their_file.file_name(),
+        "engine settings are part of the key"
+    );
     std::fs::copy(&their_file, &our_file).unwrap();
 
     let rt = with_cache(ours.path());

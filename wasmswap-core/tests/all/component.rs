@@ -16,11 +16,27 @@ async fn every_type_family_round_trips() {
         ("negate", json!([true]), json!(false)),
         ("add-u8", json!([250, 10]), json!(4)),
         ("add-s16", json!([-300, 100]), json!(-200)),
-        ("add-u32", json!([4_000_000_000u32, 1]), json!(4_000_000_001u32)),
-        ("add-s64", json!([-9_000_000_000_000i64, 1]), json!(-8_999_999_999_999i64)),
+        (
+            "add-u32",
+            json!([4_000_000_000u32, 1]),
+            json!(4_000_000_001u32),
+        ),
+        (
+            "add-s64",
+            json!([-9_000_000_000_000i64, 1]),
+            json!(-8_999_999_999_999i64),
+        ),
         ("add-u64", json!([u64::MAX - 1, 1]), json!(u64::MAX)),
-        ("add-u64", json!(["18446744073709551614", "1"]), json!(u64::MAX)),
-        ("mix-ints", json!([-1, 65535, -2147483648i64]), json!(-2147418114i64)),
+        (
+            "add-u64",
+            json!(["18446744073709551614", "1"]),
+            json!(u64::MAX),
+        ),
+        (
+            "mix-ints",
+            json!([-1, 65535, -2147483648i64]),
+            json!(-2147418114i64),
+        ),
         ("mul-f32", json!([1.5, 4.0]), json!(6.0)),
         ("sqrt-f64", json!([2.25]), json!(1.5)),
         ("sqrt-f64", json!([-1.0]), json!("NaN")),
@@ -47,23 +63,41 @@ async fn every_type_family_round_trips() {
         ("first-word", json!(["hello big world"]), json!("hello")),
         ("first-word", json!(["   "]), json!(null)),
         ("checked-div", json!([7, 2]), json!({"ok": 3})),
-        ("checked-div", json!([7, 0]), json!({"err": "cannot divide 7 by 0"})),
+        (
+            "checked-div",
+            json!([7, 0]),
+            json!({"err": "cannot divide 7 by 0"}),
+        ),
         ("no-args", json!([]), json!(null)),
         ("no-args", json!(null), json!(null)),
         ("health-check", json!([]), json!(true)),
-        ("wasmswap:guests/api@0.1.0#echo", json!(["iface"]), json!("iface")),
+        (
+            "wasmswap:guests/api@0.1.0#echo",
+            json!(["iface"]),
+            json!("iface"),
+        ),
     ];
     for (func, args, want) in cases {
-        let got = v.invoke_json(func, &args).await.unwrap_or_else(|e| panic!("{func}({args}): {e}"));
+        let got = v
+            .invoke_json(func, &args)
+            .await
+            .unwrap_or_else(|e| panic!("{func}({args}): {e}"));
         assert_eq!(got, want, "{func}({args})");
     }
-    let area = v.invoke_json("area", &json!([{"circle": 1.0}])).await.unwrap();
+    let area = v
+        .invoke_json("area", &json!([{"circle": 1.0}]))
+        .await
+        .unwrap();
     assert!((area.as_f64().unwrap() - std::f64::consts::PI).abs() < 1e-12);
 }
 
 async fn bad(func: &str, args: Value) -> (String, String, String) {
     match types().invoke_json(func, &args).await.unwrap_err() {
-        Error::BadArgument { param, expected, problem } => (param, expected, problem),
+        Error::BadArgument {
+            param,
+            expected,
+            problem,
+        } => (param, expected, problem),
         other => panic!("{func}({args}): expected BadArgument, got {other:?}"),
     }
 }
@@ -71,30 +105,52 @@ async fn bad(func: &str, args: Value) -> (String, String, String) {
 #[tokio::test]
 async fn bad_arguments_name_parameter_and_type() {
     let (p, e, pr) = bad("add-u8", json!([256, 1])).await;
-    assert_eq!((p.as_str(), e.as_str(), pr.as_str()), ("a", "u8", "256 is out of range"));
+    assert_eq!(
+        (p.as_str(), e.as_str(), pr.as_str()),
+        ("a", "u8", "256 is out of range")
+    );
 
     let (p, e, _) = bad("add-u8", json!([1, -1])).await;
     assert_eq!((p.as_str(), e.as_str()), ("b", "u8"));
 
     let (p, e, pr) = bad("add-u8", json!([1])).await;
     assert_eq!(p, "arguments");
-    assert!(e.contains("2 argument(s)") && e.contains("a: u8, b: u8"), "{e}");
+    assert!(
+        e.contains("2 argument(s)") && e.contains("a: u8, b: u8"),
+        "{e}"
+    );
     assert_eq!(pr, "got 1");
 
     let (p, e, pr) = bad("negate", json!(["yes"])).await;
-    assert_eq!((p.as_str(), e.as_str(), pr.as_str()), ("b", "bool", "got string \"yes\""));
+    assert_eq!(
+        (p.as_str(), e.as_str(), pr.as_str()),
+        ("b", "bool", "got string \"yes\"")
+    );
 
     let (p, _, pr) = bad("next-char", json!(["ab"])).await;
-    assert_eq!((p.as_str(), pr.as_str()), ("c", "got a string of 2 characters"));
+    assert_eq!(
+        (p.as_str(), pr.as_str()),
+        ("c", "got a string of 2 characters")
+    );
 
     let (p, e, _) = bad("sum-list", json!([[1, "two"]])).await;
     assert_eq!((p.as_str(), e.as_str()), ("xs[1]", "s64"));
 
     let (p, _, pr) = bad("move-point", json!([{"x": 1, "y": 2}, 0, 0])).await;
-    assert_eq!((p.as_str(), pr.as_str()), ("p.label", "the field is missing"));
+    assert_eq!(
+        (p.as_str(), pr.as_str()),
+        ("p.label", "the field is missing")
+    );
 
-    let (p, _, pr) = bad("move-point", json!([{"x": 1, "y": 2, "label": "", "z": 3}, 0, 0])).await;
-    assert_eq!((p.as_str(), pr.as_str()), ("p.z", "the record has no such field"));
+    let (p, _, pr) = bad(
+        "move-point",
+        json!([{"x": 1, "y": 2, "label": "", "z": 3}, 0, 0]),
+    )
+    .await;
+    assert_eq!(
+        (p.as_str(), pr.as_str()),
+        ("p.z", "the record has no such field")
+    );
 
     let (p, _, pr) = bad("move-point", json!([{"x": 1.5, "y": 2, "label": ""}, 0, 0])).await;
     assert_eq!((p.as_str(), pr.as_str()), ("p.x", "got number 1.5"));
@@ -103,7 +159,10 @@ async fn bad_arguments_name_parameter_and_type() {
     assert_eq!(p, "t");
 
     let (p, _, pr) = bad("area", json!([{"triangle": 1.0}])).await;
-    assert_eq!((p.as_str(), pr.as_str()), ("s", "no case named \"triangle\""));
+    assert_eq!(
+        (p.as_str(), pr.as_str()),
+        ("s", "no case named \"triangle\"")
+    );
 
     let (p, _, _) = bad("area", json!(["circle"])).await;
     assert_eq!(p, "s.circle");
@@ -121,7 +180,12 @@ async fn bad_arguments_name_parameter_and_type() {
 #[tokio::test]
 async fn unknown_functions_are_reported() {
     let v = types();
-    for name in ["nope", "wasmswap:guests/api@0.1.0#nope", "wasmswap:guests/api@0.1.0", "point"] {
+    for name in [
+        "nope",
+        "wasmswap:guests/api@0.1.0#nope",
+        "wasmswap:guests/api@0.1.0",
+        "point",
+    ] {
         match v.invoke_json(name, &json!([])).await.unwrap_err() {
             Error::NoSuchFunction(n) => assert_eq!(n, name),
             other => panic!("{name}: expected NoSuchFunction, got {other:?}"),
@@ -135,7 +199,10 @@ async fn unknown_functions_are_reported() {
 async fn each_call_gets_a_fresh_instance_and_is_counted() {
     let v = types();
     for i in 0..20 {
-        assert_eq!(v.invoke_json("add-u32", &json!([i, 1])).await.unwrap(), json!(i + 1));
+        assert_eq!(
+            v.invoke_json("add-u32", &json!([i, 1])).await.unwrap(),
+            json!(i + 1)
+        );
     }
     let c = v.counters();
     assert_eq!((c.calls, c.errors), (20, 0));

@@ -9,33 +9,81 @@ use crate::version_of;
 #[tokio::test]
 async fn numeric_exports_over_json() {
     let v = version_of(test_programs::NUMERIC_MODULE);
-    assert_eq!(v.invoke_json("add", &json!([40, 2])).await.unwrap(), json!(42));
+    assert_eq!(
+        v.invoke_json("add", &json!([40, 2])).await.unwrap(),
+        json!(42)
+    );
     // i32 accepts the unsigned range too and wraps like wasm does.
-    assert_eq!(v.invoke_json("add", &json!([4294967295u32, 1])).await.unwrap(), json!(0));
-    assert_eq!(v.invoke_json("mul_i64", &json!([3_000_000_000i64, 3])).await.unwrap(), json!(9_000_000_000i64));
-    assert_eq!(v.invoke_json("div_f64", &json!([1.0, 4.0])).await.unwrap(), json!(0.25));
-    assert_eq!(v.invoke_json("div_f64", &json!([1.0, 0.0])).await.unwrap(), json!("Infinity"));
-    assert_eq!(v.invoke_json("scale_f32", &json!([1.5, 2])).await.unwrap(), json!(3.0));
-    assert_eq!(v.invoke_json("fib", &json!([90])).await.unwrap(), json!(2880067194370816120i64));
-    assert_eq!(v.invoke_json("health_check", &json!([])).await.unwrap(), json!(1));
+    assert_eq!(
+        v.invoke_json("add", &json!([4294967295u32, 1]))
+            .await
+            .unwrap(),
+        json!(0)
+    );
+    assert_eq!(
+        v.invoke_json("mul_i64", &json!([3_000_000_000i64, 3]))
+            .await
+            .unwrap(),
+        json!(9_000_000_000i64)
+    );
+    assert_eq!(
+        v.invoke_json("div_f64", &json!([1.0, 4.0])).await.unwrap(),
+        json!(0.25)
+    );
+    assert_eq!(
+        v.invoke_json("div_f64", &json!([1.0, 0.0])).await.unwrap(),
+        json!("Infinity")
+    );
+    assert_eq!(
+        v.invoke_json("scale_f32", &json!([1.5, 2])).await.unwrap(),
+        json!(3.0)
+    );
+    assert_eq!(
+        v.invoke_json("fib", &json!([90])).await.unwrap(),
+        json!(2880067194370816120i64)
+    );
+    assert_eq!(
+        v.invoke_json("health_check", &json!([])).await.unwrap(),
+        json!(1)
+    );
 }
 
 #[tokio::test]
 async fn raw_values_and_type_checks() {
     let v = version_of(test_programs::NUMERIC_MODULE);
-    let out = v.invoke_core("add", &[Val::I32(1), Val::I32(2)]).await.unwrap();
+    let out = v
+        .invoke_core("add", &[Val::I32(1), Val::I32(2)])
+        .await
+        .unwrap();
     assert_eq!(out[0].unwrap_i32(), 3);
-    match v.invoke_core("add", &[Val::I32(1), Val::I64(2)]).await.unwrap_err() {
-        Error::BadArgument { param, expected, .. } => assert_eq!((param.as_str(), expected.as_str()), ("arg1", "i32")),
+    match v
+        .invoke_core("add", &[Val::I32(1), Val::I64(2)])
+        .await
+        .unwrap_err()
+    {
+        Error::BadArgument {
+            param, expected, ..
+        } => assert_eq!((param.as_str(), expected.as_str()), ("arg1", "i32")),
         other => panic!("expected BadArgument, got {other:?}"),
     }
     match v.invoke_json("add", &json!([1, 2.5])).await.unwrap_err() {
-        Error::BadArgument { param, expected, problem } => {
-            assert_eq!((param.as_str(), expected.as_str(), problem.as_str()), ("arg1", "i32", "got number 2.5"))
+        Error::BadArgument {
+            param,
+            expected,
+            problem,
+        } => {
+            assert_eq!(
+                (param.as_str(), expected.as_str(), problem.as_str()),
+                ("arg1", "i32", "got number 2.5")
+            )
         }
         other => panic!("expected BadArgument, got {other:?}"),
     }
-    match v.invoke_json("add", &json!([1, 1u64 << 40])).await.unwrap_err() {
+    match v
+        .invoke_json("add", &json!([1, 1u64 << 40]))
+        .await
+        .unwrap_err()
+    {
         Error::BadArgument { problem, .. } => assert_eq!(problem, "1099511627776 is out of range"),
         other => panic!("expected BadArgument, got {other:?}"),
     }
@@ -47,12 +95,18 @@ async fn a_trap_is_reported_with_its_code() {
     match v.invoke_json("div_trap", &json!([1, 0])).await.unwrap_err() {
         Error::Trap { code, message } => {
             assert_eq!(code, Some(wasmtime::Trap::UnreachableCodeReached));
-            assert!(message.contains("div_trap"), "backtrace names the function: {message}");
+            assert!(
+                message.contains("div_trap"),
+                "backtrace names the function: {message}"
+            );
         }
         other => panic!("expected Trap, got {other:?}"),
     }
     // The next call gets a fresh instance and works.
-    assert_eq!(v.invoke_json("div_trap", &json!([9, 3])).await.unwrap(), json!(3));
+    assert_eq!(
+        v.invoke_json("div_trap", &json!([9, 3])).await.unwrap(),
+        json!(3)
+    );
     let c = v.counters();
     assert_eq!((c.calls, c.errors, c.errors_of(ErrorKind::Trap)), (2, 1, 1));
 }
@@ -62,6 +116,12 @@ async fn inline_wat_modules_without_wasi() {
     let rt = crate::runtime();
     let a = rt.load(&test_programs::wat("add")).unwrap();
     assert_eq!(a.info().wasi, None);
-    let v = wasmswap_core::Version::new(&rt, &a, "wat", Default::default(), Default::default()).unwrap();
-    assert_eq!(v.invoke_json("add", &json!({"arg0": 5, "arg1": 6})).await.unwrap(), json!(11));
+    let v = wasmswap_core::Version::new(&rt, &a, "wat", Default::default(), Default::default())
+        .unwrap();
+    assert_eq!(
+        v.invoke_json("add", &json!({"arg0": 5, "arg1": 6}))
+            .await
+            .unwrap(),
+        json!(11)
+    );
 }

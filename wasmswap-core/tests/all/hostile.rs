@@ -32,7 +32,10 @@ fn bystander() -> (Arc<AtomicBool>, tokio::task::JoinHandle<(u64, u64)>) {
 async fn hostile(path: &str, func: &str, limits: Limits) -> (Error, Duration) {
     let v = version_with(path, limits, Capabilities::none());
     let started = Instant::now();
-    let err = v.invoke_json(func, &json!([])).await.expect_err("hostile call must fail");
+    let err = v
+        .invoke_json(func, &json!([]))
+        .await
+        .expect_err("hostile call must fail");
     (err, started.elapsed())
 }
 
@@ -41,21 +44,50 @@ async fn each_hostile_guest_is_contained_while_others_are_served() {
     let (stop, served) = bystander();
     let limits = short_limits();
 
-    let (e, took) = hostile(test_programs::HOSTILE_MODULE, "infinite_loop", limits.clone()).await;
-    assert!(matches!(e, Error::Timeout(d) if d == Duration::from_millis(300)), "{e:?}");
-    assert!(took >= Duration::from_millis(300) && took < GENEROUS, "{took:?}");
+    let (e, took) = hostile(
+        test_programs::HOSTILE_MODULE,
+        "infinite_loop",
+        limits.clone(),
+    )
+    .await;
+    assert!(
+        matches!(e, Error::Timeout(d) if d == Duration::from_millis(300)),
+        "{e:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(300) && took < GENEROUS,
+        "{took:?}"
+    );
 
     let (e, _) = hostile(test_programs::HOSTILE_MODULE, "memory_bomb", limits.clone()).await;
-    assert!(matches!(e, Error::MemoryLimit { limit_bytes } if limit_bytes == 32 << 20), "{e:?}");
+    assert!(
+        matches!(e, Error::MemoryLimit { limit_bytes } if limit_bytes == 32 << 20),
+        "{e:?}"
+    );
 
-    let (e, _) = hostile(test_programs::HOSTILE_MODULE, "deep_recursion", limits.clone()).await;
+    let (e, _) = hostile(
+        test_programs::HOSTILE_MODULE,
+        "deep_recursion",
+        limits.clone(),
+    )
+    .await;
     assert!(matches!(e, Error::StackOverflow), "{e:?}");
 
-    let cpu = Limits { cpu_time_ms: Some(100), timeout_ms: 20_000, ..limits.clone() };
+    let cpu = Limits {
+        cpu_time_ms: Some(100),
+        timeout_ms: 20_000,
+        ..limits.clone()
+    };
     let v = version_with(test_programs::HOSTILE_MODULE, cpu, Capabilities::none());
     let started = Instant::now();
-    let e = v.invoke_json("cpu_hog", &json!([1_000_000])).await.unwrap_err();
-    assert!(matches!(e, Error::CpuLimit(d) if d == Duration::from_millis(100)), "{e:?}");
+    let e = v
+        .invoke_json("cpu_hog", &json!([1_000_000]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::CpuLimit(d) if d == Duration::from_millis(100)),
+        "{e:?}"
+    );
     assert!(started.elapsed() < GENEROUS);
 
     stop.store(true, Ordering::Relaxed);
@@ -70,7 +102,10 @@ async fn infinite_loop_in_start_function_times_out_at_instantiation() {
     let a = rt.load(&test_programs::wat("start-loop")).unwrap();
     let v = Version::new(&rt, &a, "start", short_limits(), Capabilities::none()).unwrap();
     let started = Instant::now();
-    let e = v.invoke_json("never_reached", &json!([])).await.unwrap_err();
+    let e = v
+        .invoke_json("never_reached", &json!([]))
+        .await
+        .unwrap_err();
     assert!(matches!(e, Error::Timeout(_)), "{e:?}");
     assert!(started.elapsed() < GENEROUS);
     assert_eq!(v.counters().errors_of(wasmswap_core::ErrorKind::Timeout), 1);
@@ -80,11 +115,26 @@ async fn infinite_loop_in_start_function_times_out_at_instantiation() {
 async fn memory_grow_past_the_limit_is_refused() {
     let rt = runtime();
     let a = rt.load(&test_programs::wat("grow-bomb")).unwrap();
-    let limits = Limits { max_memory_mb: 2, ..short_limits() };
+    let limits = Limits {
+        max_memory_mb: 2,
+        ..short_limits()
+    };
     let v = Version::new(&rt, &a, "grow", limits, Capabilities::none()).unwrap();
     let e = v.invoke_json("run", &json!([])).await.unwrap_err();
-    assert!(matches!(e, Error::MemoryLimit { limit_bytes: 2097152 }), "{e:?}");
-    assert_eq!(v.counters().errors_of(wasmswap_core::ErrorKind::MemoryLimit), 1);
+    assert!(
+        matches!(
+            e,
+            Error::MemoryLimit {
+                limit_bytes: 2097152
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(
+        v.counters()
+            .errors_of(wasmswap_core::ErrorKind::MemoryLimit),
+        1
+    );
 }
 
 #[tokio::test]
@@ -98,7 +148,10 @@ async fn table_growth_past_the_limit_is_refused() {
     .unwrap();
     let rt = runtime();
     let a = rt.load(&wasm).unwrap();
-    let limits = Limits { max_table_elements: 1000, ..short_limits() };
+    let limits = Limits {
+        max_table_elements: 1000,
+        ..short_limits()
+    };
     let v = Version::new(&rt, &a, "tables", limits, Capabilities::none()).unwrap();
     let e = v.invoke_json("run", &json!([])).await.unwrap_err();
     assert!(matches!(e, Error::TableLimit { limit: 1000 }), "{e:?}");
@@ -107,7 +160,10 @@ async fn table_growth_past_the_limit_is_refused() {
 #[tokio::test]
 async fn instance_count_limit_applies_to_components() {
     // A Rust component instantiates several core instances; one is not enough.
-    let limits = Limits { max_instances: 1, ..short_limits() };
+    let limits = Limits {
+        max_instances: 1,
+        ..short_limits()
+    };
     let v = version_with(test_programs::TYPES_COMPONENT, limits, Capabilities::none());
     let e = v.invoke_json("negate", &json!([true])).await.unwrap_err();
     assert!(matches!(e, Error::ResourceLimit(_)), "{e:?}");
@@ -116,10 +172,19 @@ async fn instance_count_limit_applies_to_components() {
 #[tokio::test]
 async fn fuel_budget_ends_a_loop() {
     let rt = RuntimeConfig::new().fuel(true).build().unwrap();
-    let a = rt.load(&test_programs::bytes(test_programs::HOSTILE_MODULE)).unwrap();
-    let limits = Limits { fuel: Some(5_000_000), timeout_ms: 20_000, ..short_limits() };
+    let a = rt
+        .load(&test_programs::bytes(test_programs::HOSTILE_MODULE))
+        .unwrap();
+    let limits = Limits {
+        fuel: Some(5_000_000),
+        timeout_ms: 20_000,
+        ..short_limits()
+    };
     let v = Version::new(&rt, &a, "fuel", limits.clone(), Capabilities::none()).unwrap();
-    let e = v.invoke_json("infinite_loop", &json!([])).await.unwrap_err();
+    let e = v
+        .invoke_json("infinite_loop", &json!([]))
+        .await
+        .unwrap_err();
     assert!(matches!(e, Error::FuelExhausted), "{e:?}");
     // Finite work within budget succeeds and reports its fuel.
     let ok = v.invoke_json("cpu_hog", &json!([0])).await.unwrap();
@@ -139,7 +204,11 @@ async fn cpu_share_slows_a_hog_down() {
     // The same work at 100 % and at 20 % of a core: throttled, it must take
     // several times longer (ideally 5x; 2.5x leaves room for a busy machine).
     let run = |percent: u8| async move {
-        let limits = Limits { max_cpu_percent: percent, timeout_ms: 60_000, ..Limits::default() };
+        let limits = Limits {
+            max_cpu_percent: percent,
+            timeout_ms: 60_000,
+            ..Limits::default()
+        };
         let v = version_with(test_programs::HOSTILE_MODULE, limits, Capabilities::none());
         let started = Instant::now();
         v.invoke_json("cpu_hog", &json!([60])).await.unwrap();

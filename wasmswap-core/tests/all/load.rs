@@ -13,8 +13,17 @@ fn component_metadata_is_recorded() {
     assert_eq!(info.wasi, Some(WasiVersion::P2));
     assert_eq!(info.id, ContentId::of(&bytes));
     assert_eq!(info.size_bytes, bytes.len());
-    assert!(info.imports.iter().all(|i| i.starts_with("wasi:")), "{:?}", info.imports);
-    let sig = |name: &str| info.exports.iter().find(|e| e.name == name).map(|e| e.signature.clone());
+    assert!(
+        info.imports.iter().all(|i| i.starts_with("wasi:")),
+        "{:?}",
+        info.imports
+    );
+    let sig = |name: &str| {
+        info.exports
+            .iter()
+            .find(|e| e.name == name)
+            .map(|e| e.signature.clone())
+    };
     assert_eq!(sig("add-u8").as_deref(), Some("func(a: u8, b: u8) -> u8"));
     assert_eq!(
         sig("checked-div").as_deref(),
@@ -25,21 +34,34 @@ fn component_metadata_is_recorded() {
         Some("func(s: string) -> string")
     );
     let wit = info.wit.as_deref().expect("component world decoded");
-    assert!(wit.contains("export add-u8: func(a: u8, b: u8) -> u8;"), "{wit}");
+    assert!(
+        wit.contains("export add-u8: func(a: u8, b: u8) -> u8;"),
+        "{wit}"
+    );
     assert!(wit.contains("record point"), "{wit}");
 }
 
 #[test]
 fn core_module_metadata_is_recorded() {
-    let a = runtime().load(&test_programs::bytes(test_programs::NUMERIC_MODULE)).unwrap();
+    let a = runtime()
+        .load(&test_programs::bytes(test_programs::NUMERIC_MODULE))
+        .unwrap();
     let info = a.info();
     assert_eq!(info.kind, ArtifactKind::Module);
     assert_eq!(info.wasi, Some(WasiVersion::P1));
     assert!(info.wit.is_none());
-    assert!(info.imports.iter().all(|i| i.starts_with("wasi_snapshot_preview1::")));
+    assert!(
+        info.imports
+            .iter()
+            .all(|i| i.starts_with("wasi_snapshot_preview1::"))
+    );
     let add = info.exports.iter().find(|e| e.name == "add").unwrap();
     assert_eq!(add.signature, "(i32, i32) -> (i32)");
-    let hc = info.exports.iter().find(|e| e.name == "health_check").unwrap();
+    let hc = info
+        .exports
+        .iter()
+        .find(|e| e.name == "health_check")
+        .unwrap();
     assert_eq!(hc.signature, "() -> (i32)");
 }
 
@@ -53,7 +75,10 @@ fn malformed_inputs_get_typed_errors() {
     assert_eq!(err(b"hello world"), LoadError::BadMagic);
     assert_eq!(
         err(b"\0asm\x0d\0\x02\0"),
-        LoadError::UnsupportedVersion { version: 0xd, layer: 2 }
+        LoadError::UnsupportedVersion {
+            version: 0xd,
+            layer: 2
+        }
     );
     // A real guest cut in half: invalid, with the offset of the problem.
     let bytes = test_programs::bytes(test_programs::NUMERIC_MODULE);
@@ -73,7 +98,10 @@ fn malformed_inputs_get_typed_errors() {
 
 #[test]
 fn huge_table_is_refused_before_allocation() {
-    match runtime().load(&test_programs::wat("huge-table")).unwrap_err() {
+    match runtime()
+        .load(&test_programs::wat("huge-table"))
+        .unwrap_err()
+    {
         wasmswap_core::Error::Load(LoadError::TableTooLarge { declared, limit }) => {
             assert_eq!(declared, 100_000_000);
             assert_eq!(limit, 100_000);
@@ -84,16 +112,24 @@ fn huge_table_is_refused_before_allocation() {
 
 #[test]
 fn imports_outside_capabilities_are_named() {
-    let bytes = wat::parse_str(r#"(module (import "env" "open_socket" (func (result i32))))"#).unwrap();
+    let bytes =
+        wat::parse_str(r#"(module (import "env" "open_socket" (func (result i32))))"#).unwrap();
     let e = runtime().load(&bytes).unwrap_err();
-    assert_eq!(e.to_string(), "import `env::open_socket` is outside the allowed capability set");
+    assert_eq!(
+        e.to_string(),
+        "import `env::open_socket` is outside the allowed capability set"
+    );
 
     // A narrower capability set refuses WASI filesystem access in a component.
     let rt = RuntimeConfig::new()
         .allowed_imports(["wasi:cli/", "wasi:io/", "wasi:clocks/", "wasi:random/"])
         .build()
         .unwrap();
-    let e = rt.load(&test_programs::bytes(test_programs::SANDBOX_PROBE_COMPONENT)).unwrap_err();
+    let e = rt
+        .load(&test_programs::bytes(
+            test_programs::SANDBOX_PROBE_COMPONENT,
+        ))
+        .unwrap_err();
     assert!(
         matches!(&e, wasmswap_core::Error::Load(LoadError::DisallowedImport { import }) if import.starts_with("wasi:filesystem/")),
         "{e}"
@@ -114,13 +150,18 @@ fn oversized_binary_is_refused() {
     let huge = vec![0u8; 50 * 1024 * 1024 + 1];
     assert!(matches!(
         runtime().load(&huge).unwrap_err(),
-        wasmswap_core::Error::Load(LoadError::TooLarge { limit: 52_428_800, .. })
+        wasmswap_core::Error::Load(LoadError::TooLarge {
+            limit: 52_428_800,
+            ..
+        })
     ));
 }
 
 #[test]
 fn disallowed_proposal_is_refused() {
-    let bytes = wat::parse_str("(module (func (export \"f\") (result i32) i32.const 1 return_call 0))").unwrap();
+    let bytes =
+        wat::parse_str("(module (func (export \"f\") (result i32) i32.const 1 return_call 0))")
+            .unwrap();
     match runtime().load(&bytes).unwrap_err() {
         wasmswap_core::Error::Load(LoadError::DisallowedProposal { message, .. }) => {
             assert!(message.contains("tail call"), "{message}")
@@ -142,8 +183,13 @@ fn compile_is_bounded_in_time() {
         .compile_timeout(std::time::Duration::from_micros(1))
         .build()
         .unwrap();
-    let e = rt.load(&test_programs::bytes(test_programs::TYPES_COMPONENT)).unwrap_err();
-    assert!(matches!(e, wasmswap_core::Error::Load(LoadError::CompileTimeout(_))), "{e}");
+    let e = rt
+        .load(&test_programs::bytes(test_programs::TYPES_COMPONENT))
+        .unwrap_err();
+    assert!(
+        matches!(e, wasmswap_core::Error::Load(LoadError::CompileTimeout(_))),
+        "{e}"
+    );
 }
 
 #[test]

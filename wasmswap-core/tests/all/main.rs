@@ -8,6 +8,7 @@ mod hostile;
 mod load;
 mod pool;
 mod sandbox;
+mod service;
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -17,7 +18,8 @@ use wasmswap_core::{Capabilities, Limits, Runtime, Version};
 /// One runtime shared by most tests, as a host would share one.
 pub fn runtime() -> Runtime {
     static RT: OnceLock<Runtime> = OnceLock::new();
-    RT.get_or_init(|| Runtime::new().expect("default runtime")).clone()
+    RT.get_or_init(|| Runtime::new().expect("default runtime"))
+        .clone()
 }
 
 /// Loads a built guest and wraps it in a version with default limits.

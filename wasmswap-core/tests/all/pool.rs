@@ -15,19 +15,37 @@ async fn a_reused_slot_reads_as_zero() {
     let writer = Version::new(&rt, &writer, "w", Limits::default(), Capabilities::none()).unwrap();
     let reader = Version::new(&rt, &reader, "r", Limits::default(), Capabilities::none()).unwrap();
     for _ in 0..3 {
-        assert_eq!(writer.invoke_json("scribble", &json!([])).await.unwrap(), json!(1));
+        assert_eq!(
+            writer.invoke_json("scribble", &json!([])).await.unwrap(),
+            json!(1)
+        );
         // "secr" from the data segment at 0, 0x5ec2e7 stored at 1024.
-        assert_eq!(reader.invoke_json("load", &json!([0])).await.unwrap(), json!(0));
-        assert_eq!(reader.invoke_json("load", &json!([1024])).await.unwrap(), json!(0));
-        assert_eq!(reader.invoke_json("load", &json!([8])).await.unwrap(), json!(0));
+        assert_eq!(
+            reader.invoke_json("load", &json!([0])).await.unwrap(),
+            json!(0)
+        );
+        assert_eq!(
+            reader.invoke_json("load", &json!([1024])).await.unwrap(),
+            json!(0)
+        );
+        assert_eq!(
+            reader.invoke_json("load", &json!([8])).await.unwrap(),
+            json!(0)
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_exhaustion_is_an_error_not_a_hang() {
     let rt = RuntimeConfig::new().max_instances(2).build().unwrap();
-    let hog = rt.load(&test_programs::bytes(test_programs::HOSTILE_MODULE)).unwrap();
-    let limits = Limits { timeout_ms: 1500, max_cpu_percent: 100, ..Limits::default() };
+    let hog = rt
+        .load(&test_programs::bytes(test_programs::HOSTILE_MODULE))
+        .unwrap();
+    let limits = Limits {
+        timeout_ms: 1500,
+        max_cpu_percent: 100,
+        ..Limits::default()
+    };
     let hog = Version::new(&rt, &hog, "hog", limits, Capabilities::none()).unwrap();
     let busy: Vec<_> = (0..2)
         .map(|_| {
@@ -36,19 +54,28 @@ async fn pool_exhaustion_is_an_error_not_a_hang() {
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let e = tokio::time::timeout(Duration::from_secs(10), hog.invoke_json("infinite_loop", &json!([])))
-        .await
-        .expect("no hang")
-        .unwrap_err();
+    let e = tokio::time::timeout(
+        Duration::from_secs(10),
+        hog.invoke_json("infinite_loop", &json!([])),
+    )
+    .await
+    .expect("no hang")
+    .unwrap_err();
     assert!(matches!(e, wasmswap_core::Error::PoolExhausted(_)), "{e:?}");
     assert_eq!(e.kind(), wasmswap_core::ErrorKind::Overloaded);
     for b in busy {
-        assert!(matches!(b.await.unwrap().unwrap_err(), wasmswap_core::Error::Timeout(_)));
+        assert!(matches!(
+            b.await.unwrap().unwrap_err(),
+            wasmswap_core::Error::Timeout(_)
+        ));
     }
     // Slots come back once the calls end.
     let ok = rt.load(&test_programs::wat("add")).unwrap();
     let ok = Version::new(&rt, &ok, "ok", Limits::default(), Capabilities::none()).unwrap();
-    assert_eq!(ok.invoke_json("add", &json!([1, 1])).await.unwrap(), json!(2));
+    assert_eq!(
+        ok.invoke_json("add", &json!([1, 1])).await.unwrap(),
+        json!(2)
+    );
 }
 
 /// Density: 10,000 distinct modules loaded at once in one runtime. Slow in a
