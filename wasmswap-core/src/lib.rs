@@ -1,32 +1,48 @@
 //! Load, validate, compile, sandbox and run WebAssembly modules and
 //! components, each call in a fresh pooled instance under memory, time and CPU
-//! limits.
+//! limits — and swap a service's version atomically while it serves.
 //!
 //! ```
-//! use wasmswap_core::{Capabilities, Limits, Runtime, Version};
+//! use std::time::Duration;
+//! use wasmswap_core::{Capabilities, Limits, Route, Runtime, Service, Version};
 //! use serde_json::json;
 //!
 //! # #[tokio::main] async fn main() -> anyhow::Result<()> {
 //! let runtime = Runtime::new()?;
 //!
 //! // Load: validate with wasmparser, compile (or reuse the cached code).
-//! let wasm = wat::parse_str(r#"
+//! let v1_wasm = wat::parse_str(r#"
 //!     (module (func (export "add") (param i32 i32) (result i32)
 //!         (i32.add (local.get 0) (local.get 1))))
 //! "#)?;
-//! let artifact = runtime.load(&wasm)?;
+//! let artifact = runtime.load(&v1_wasm)?;
 //! assert_eq!(artifact.info().exports[0].signature, "(i32, i32) -> (i32)");
 //!
 //! // A version: the artifact plus its limits and WASI grants (none here).
 //! let v1 = Version::new(&runtime, &artifact, "v1", Limits::default(), Capabilities::none())?;
 //!
-//! // Every call runs in a fresh instance.
-//! assert_eq!(v1.invoke_json("add", &json!([2, 40])).await?, json!(42));
+//! // A service routes calls to a version; every call runs in a fresh instance.
+//! let service = Service::new("adder", Route::stable(v1))?;
+//! let served = service.invoke_json(None, "add", &json!([2, 40])).await?;
+//! assert_eq!((served.value, served.version.as_str()), (json!(42), "v1"));
+//!
+//! // Swap in v2 while serving: calls in flight finish on v1, new calls get v2.
+//! let v2_wasm = wat::parse_str(r#"
+//!     (module (func (export "add") (param i32 i32) (result i32)
+//!         (i32.add (i32.add (local.get 0) (local.get 1)) (i32.const 1000))))
+//! "#)?;
+//! let v2 = Version::new(&runtime, &runtime.load(&v2_wasm)?, "v2", Limits::default(), Capabilities::none())?;
+//! let swap = service.set_route(Route::stable(v2))?;
+//! assert!(swap.drained(Duration::from_secs(5)).await.is_drained());
+//! assert_eq!(service.invoke_json(None, "add", &json!([2, 40])).await?.value, json!(1042));
+//!
+//! // Rollback is one pointer swap: v1 was kept warm.
+//! let _ = service.rollback()?;
+//! assert_eq!(service.invoke_json(None, "add", &json!([2, 40])).await?.value, json!(42));
 //!
 //! // Bad arguments name the parameter and the expected type.
-//! let err = v1.invoke_json("add", &json!([2, "forty"])).await.unwrap_err();
+//! let err = service.invoke_json(None, "add", &json!([2, "forty"])).await.unwrap_err();
 //! assert_eq!(err.to_string(), r#"bad argument `arg1`: expected i32, got string "forty""#);
-//! assert_eq!(v1.counters().calls, 2);
 //! # Ok(()) }
 //! ```
 //!
@@ -48,6 +64,18 @@
 //! [`Capabilities`] (preopened directories, environment variables, wall clock,
 //! randomness, outbound HTTP hosts). Nothing is inherited from the host.
 //! Each violated limit is its own [`Error`] variant.
+//!
+//! ## Services and hot swap
+//!
+//! A [`Service`] holds an `ArcSwap` of its [`Route`]: a stable version, and
+//! optionally a candidate that takes a [`Weight`] of the calls (sticky by a
+//! caller-supplied key, the same on every node — see [`sticky_bucket`]) or
+//! runs a mirrored copy of them without side-effecting grants. A call loads
+//! the route once and holds a [`Lease`] on its version to the end; a route
+//! change returns a [`Swap`] whose [`drained`](Swap::drained) resolves once
+//! the retired versions are idle. The previous route stays warm, so
+//! [`Service::rollback`] is one pointer swap. Route changes are logged with
+//! `tracing` and published to [`Service::subscribe`].
 
 #![deny(missing_docs)]
 
@@ -55,6 +83,8 @@ mod artifact;
 mod cache;
 mod config;
 mod error;
+#[cfg(feature = "http")]
+mod http;
 mod json;
 mod limits;
 mod metrics;
@@ -69,6 +99,8 @@ mod version;
 pub use artifact::{Artifact, ArtifactInfo, ArtifactKind, ContentId, ExportInfo, WasiVersion};
 pub use config::RuntimeConfig;
 pub use error::{Error, ErrorKind, LoadError, Result};
+#[cfg(feature = "http")]
+pub use http::Response as HttpResponse;
 pub use limits::Limits;
 pub use metrics::{CounterSnapshot, LATENCY_BUCKETS_US};
 pub use route::{Candidate, CandidateMode, Route, RouteSummary, Weight, sticky_bucket};

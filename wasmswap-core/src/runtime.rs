@@ -91,6 +91,9 @@ impl Runtime {
         let mut component_linker = wasmtime::component::Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut component_linker)
             .map_err(|e| Error::Internal(format!("linking WASI p2: {e:#}")))?;
+        #[cfg(feature = "http")]
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut component_linker)
+            .map_err(|e| Error::Internal(format!("linking wasi-http: {e:#}")))?;
 
         let disk = match &config.cache_dir {
             Some(dir) => Some(DiskCache::open(dir, &engine).map_err(Error::Cache)?),
@@ -277,7 +280,10 @@ fn engine_config(c: &RuntimeConfig) -> wasmtime::Config {
             .max_tables_per_module(1)
             .max_core_instances_per_component(50)
             .max_memories_per_component(10)
-            .max_tables_per_component(50);
+            .max_tables_per_component(50)
+            // Batch madvise resets: on a multi-threaded process each one
+            // costs a TLB shootdown on every core.
+            .decommit_batch_size(16);
         cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     cfg

@@ -367,6 +367,33 @@ impl Service {
     }
 }
 
+#[cfg(feature = "http")]
+impl Service {
+    /// Routes one HTTP request to a wasi-http version (see
+    /// [`Version::handle`]). `key` makes the pick sticky, as for
+    /// [`invoke_json`](Self::invoke_json). Mirror routes send HTTP calls to
+    /// the stable version only: mirroring a request needs a buffered copy of
+    /// its body, which this layer does not make.
+    pub async fn handle<B>(
+        &self,
+        key: Option<&str>,
+        request: http::Request<B>,
+    ) -> Result<Served<crate::HttpResponse>>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let pick = self.pick(key);
+        let version = pick.lease.version().clone();
+        let value = version.handle(request).await?;
+        Ok(Served {
+            value,
+            version: version.label().to_string(),
+            generation: pick.generation,
+        })
+    }
+}
+
 /// Versions in `old` that `new` no longer references.
 fn retired(old: &Route, new: &Route) -> Vec<Version> {
     old.versions()

@@ -99,6 +99,41 @@ pub(crate) struct P2State {
     pub table: ResourceTable,
     pub limiter: StoreLimiter,
     pub clock: CallClock,
+    #[cfg(feature = "http")]
+    pub http: wasmtime_wasi_http::WasiHttpCtx,
+    #[cfg(feature = "http")]
+    pub outbound: crate::http::OutboundPolicy,
+}
+
+impl P2State {
+    pub(crate) fn new(
+        caps: &crate::sandbox::Capabilities,
+        limits: &Limits,
+    ) -> crate::error::Result<Self> {
+        Ok(Self {
+            wasi: caps.builder()?.build(),
+            table: ResourceTable::new(),
+            limiter: StoreLimiter::new(limits),
+            clock: CallClock::new(limits),
+            #[cfg(feature = "http")]
+            http: wasmtime_wasi_http::WasiHttpCtx::new(),
+            #[cfg(feature = "http")]
+            outbound: crate::http::OutboundPolicy {
+                allowed_hosts: caps.outbound_http.clone(),
+            },
+        })
+    }
+}
+
+#[cfg(feature = "http")]
+impl wasmtime_wasi_http::WasiHttpView for P2State {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
+        }
+    }
 }
 
 impl CallData for P1State {

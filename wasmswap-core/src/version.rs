@@ -13,7 +13,6 @@ use parking_lot::RwLock;
 use serde_json::Value as Json;
 use wasmtime::component::{ComponentExportIndex, Val};
 use wasmtime::{InstancePre, ModuleExport, Store, ValType};
-use wasmtime_wasi::ResourceTable;
 
 use crate::artifact::{Artifact, ArtifactKind, Compiled};
 use crate::error::{Error, ErrorKind, Result};
@@ -54,7 +53,12 @@ enum Pre {
         /// A WASI reactor's `_initialize`, run after instantiation.
         initialize: Option<ModuleExport>,
     },
-    Component(wasmtime::component::InstancePre<P2State>),
+    Component {
+        pre: wasmtime::component::InstancePre<P2State>,
+        /// Set when the component exports `wasi:http/incoming-handler`.
+        #[cfg(feature = "http")]
+        proxy: Option<crate::http::Proxy>,
+    },
 }
 
 impl fmt::Debug for Version {
@@ -106,13 +110,18 @@ impl Version {
                     .map_err(link_err)?,
                 initialize: m.get_export_index("_initialize"),
             },
-            Compiled::Component(c) => Pre::Component(
-                runtime
+            Compiled::Component(c) => {
+                let pre = runtime
                     .inner
                     .component_linker
                     .instantiate_pre(c)
-                    .map_err(link_err)?,
-            ),
+                    .map_err(link_err)?;
+                Pre::Component {
+                    #[cfg(feature = "http")]
+                    proxy: crate::http::proxy_pre(&pre),
+                    pre,
+                }
+            }
         };
         Ok(Self {
             inner: Arc::new(VersionInner {
@@ -235,7 +244,7 @@ impl Version {
                 )
                 .await
             }
-            Pre::Component(_) => {
+            Pre::Component { .. } => {
                 self.run_component(
                     function,
                     caps,
@@ -335,20 +344,14 @@ impl Version {
         params: impl FnOnce(&wasmtime::component::types::ComponentFunc) -> Result<Vec<Val>>,
         results: impl FnOnce(&[Val]) -> Result<R>,
     ) -> Result<R> {
-        let Pre::Component(pre) = &self.inner.pre else {
+        let Pre::Component { pre, .. } = &self.inner.pre else {
             return Err(Error::NoSuchFunction(function.into()));
         };
         let started = Instant::now();
         let limits = &self.inner.limits;
         let outcome = async {
             let index = self.component_export(function)?;
-            let wasi = caps.builder()?.build();
-            let data = P2State {
-                wasi,
-                table: ResourceTable::new(),
-                limiter: StoreLimiter::new(limits),
-                clock: CallClock::new(limits),
-            };
+            let data = P2State::new(caps, limits)?;
             let mut store = store::new_store(self.engine(), data, limits);
             let instance = pre
                 .instantiate_async(&mut store)
@@ -442,6 +445,78 @@ impl Version {
                     tracing::debug!(version = %self.inner.label, error = %e, "wasm.function.invoke failed");
                 }
                 Err(e)
+            }
+        }
+    }
+
+    /// Whether this version serves wasi-http (exports
+    /// `wasi:http/incoming-handler`).
+    #[cfg(feature = "http")]
+    pub fn is_http(&self) -> bool {
+        matches!(&self.inner.pre, Pre::Component { proxy: Some(_), .. })
+    }
+
+    /// Serves one HTTP request with a fresh instance of a wasi-http component.
+    ///
+    /// Returns when the guest has set the response head; the body streams as
+    /// the guest writes it. The call counts as in flight (see
+    /// [`in_flight`](Self::in_flight)) until the guest finishes, and is
+    /// recorded in the counters then. Limits apply to the whole call,
+    /// streaming included. Outbound requests go only to the hosts in
+    /// [`Capabilities::outbound_http`].
+    #[cfg(feature = "http")]
+    pub async fn handle<B>(&self, request: http::Request<B>) -> Result<crate::http::Response>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let Pre::Component {
+            proxy: Some(proxy), ..
+        } = &self.inner.pre
+        else {
+            return Err(Error::NoSuchFunction(
+                "wasi:http/incoming-handler#handle".into(),
+            ));
+        };
+        let started = Instant::now();
+        let lease = self.lease();
+        let limits = &self.inner.limits;
+        let data = match P2State::new(&self.inner.caps, limits) {
+            Ok(d) => d,
+            Err(e) => return self.record(started, Err(e)),
+        };
+        let store = store::new_store(self.engine(), data, limits);
+        let (response, task) = crate::http::handle(proxy, store, request, limits.clone()).await;
+        match response {
+            Ok(resp) => {
+                // Count the call when the guest is done streaming.
+                let this = self.clone();
+                tokio::spawn(async move {
+                    let outcome = match task.await {
+                        Ok(r) => r,
+                        Err(e) => Err(Error::Internal(format!("guest task: {e}"))),
+                    };
+                    let _ = this.record(
+                        started,
+                        outcome.map(|()| ((), CallStats { fuel: 0, memory: 0 })),
+                    );
+                    drop(lease);
+                });
+                Ok(resp)
+            }
+            Err(early) => {
+                let err = match early {
+                    Some(e) => e,
+                    None => match task.await {
+                        Ok(Err(e)) => e,
+                        Ok(Ok(())) => Error::Trap {
+                            code: None,
+                            message: "guest returned without setting a response".into(),
+                        },
+                        Err(e) => Error::Internal(format!("guest task: {e}")),
+                    },
+                };
+                self.record(started, Err(err))
             }
         }
     }

@@ -5,8 +5,10 @@ mod cache;
 mod component;
 mod core_module;
 mod hostile;
+mod http;
 mod load;
 mod pool;
+mod props;
 mod sandbox;
 mod service;
 

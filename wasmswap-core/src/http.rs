@@ -1,0 +1,137 @@
+//! wasi-http: serve an `http::Request` with a component that exports
+//! `wasi:http/incoming-handler` (the `wasi:http/proxy` world that
+//! `wasmtime serve` and Spin run), under the version's limits, with outbound
+//! requests allowed only to the version's granted hosts.
+
+use std::future::Future;
+
+use bytes::Bytes;
+use http_body::Body;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
+
+use crate::error::{Error, Result};
+use crate::store::P2State;
+
+pub(crate) type Proxy = ProxyPre<P2State>;
+
+/// The response a wasi-http guest produced; its body streams while the guest
+/// keeps writing.
+pub type Response = http::Response<HyperOutgoingBody>;
+
+/// Refuses outbound requests to hosts the version was not granted.
+#[derive(Debug, Default)]
+pub(crate) struct OutboundPolicy {
+    pub allowed_hosts: Vec<String>,
+}
+
+impl OutboundPolicy {
+    fn allows(&self, host: &str) -> bool {
+        self.allowed_hosts.iter().any(|h| {
+            h.eq_ignore_ascii_case(host) || h.eq_ignore_ascii_case(&host_without_port(host))
+        })
+    }
+}
+
+fn host_without_port(authority: &str) -> String {
+    authority
+        .rsplit_once(':')
+        .map_or(authority, |(h, _)| h)
+        .to_string()
+}
+
+impl WasiHttpHooks for OutboundPolicy {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        http::Response<WasiBody>,
+                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                    ),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        let host = request
+            .uri()
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .unwrap_or_default();
+        if !self.allows(&host) {
+            tracing::debug!(%host, "outbound HTTP request denied");
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        let default: &mut dyn WasiHttpHooks = Default::default();
+        default.send_request(request, options, fut)
+    }
+}
+
+/// Whether the component exports the wasi-http handler.
+pub(crate) fn proxy_pre(pre: &wasmtime::component::InstancePre<P2State>) -> Option<Proxy> {
+    ProxyPre::new(pre.clone()).ok()
+}
+
+/// Runs one request through a fresh instance. The guest runs in its own task
+/// so it can keep streaming the body after the head is returned.
+pub(crate) async fn handle<B>(
+    proxy: &Proxy,
+    mut store: wasmtime::Store<P2State>,
+    request: http::Request<B>,
+    limits: crate::limits::Limits,
+) -> (
+    Result<Response, Option<Error>>,
+    tokio::task::JoinHandle<Result<()>>,
+)
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<wasmtime_wasi_http::Error>,
+{
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let prepared = (|| {
+        let mut view = wasmtime_wasi_http::WasiHttpView::http(store.data_mut());
+        let req = view.new_incoming_request(Scheme::Http, request)?;
+        let out = view.new_response_outparam(sender)?;
+        Ok::<_, wasmtime::Error>((req, out))
+    })();
+    let (req, out) = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            let err = Error::BadArgument {
+                param: "request".into(),
+                expected: "an HTTP request with an authority".into(),
+                problem: format!("{e:#}"),
+            };
+            return (Err(Some(err)), tokio::spawn(async { Ok(()) }));
+        }
+    };
+    let proxy = proxy.clone();
+    let task = tokio::spawn(async move {
+        let result = async {
+            let instance = proxy.instantiate_async(&mut store).await?;
+            instance
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, req, out)
+                .await
+        }
+        .await;
+        result.map_err(|e| crate::store::classify(e, &mut store, &limits))
+    });
+    let response = match receiver.await {
+        Ok(Ok(resp)) => Ok(resp),
+        Ok(Err(code)) => Err(Some(Error::Trap {
+            code: None,
+            message: format!("guest answered with an error: {code:?}"),
+        })),
+        // The guest never set a response: it trapped, timed out or returned
+        // without answering. The task says which.
+        Err(_) => Err(None),
+    };
+    (response, task)
+}
