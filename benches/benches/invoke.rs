@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion, criterion_group, criterion_main};
 use serde_json::json;
 use wasmswap_benches::{RawComponent, RawModule, raw_engine, run_threads};
 use wasmswap_core::wasmtime::Val;
@@ -16,6 +17,17 @@ fn version(rt: &Runtime, path: &str) -> Version {
     Version::new(rt, &a, "bench", Limits::default(), Capabilities::none()).unwrap()
 }
 
+/// Benchmarks `call` on `threads` threads, reported per call (wall / calls).
+fn bench_calls<F, Fut>(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, threads: u64, call: F)
+where
+    F: Fn() -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = ()>,
+{
+    g.bench_function(BenchmarkId::new(name, threads), |b| {
+        b.iter_custom(|iters| run_threads(threads, iters, call.clone()))
+    });
+}
+
 fn core_module(c: &mut Criterion) {
     let bytes = test_programs::bytes(test_programs::NUMERIC_MODULE);
     let raw = Arc::new(RawModule::new(&raw_engine(), &bytes));
@@ -25,47 +37,30 @@ fn core_module(c: &mut Criterion) {
     let mut g = c.benchmark_group("invoke/core-module");
     for threads in [1u64, 2] {
         let r = raw.clone();
-        g.bench_function(BenchmarkId::new("raw-wasmtime", threads), |b| {
-            b.iter_custom(|iters| {
-                let r = r.clone();
-                run_threads(threads, iters, move || {
-                    let r = r.clone();
-                    async move {
-                        assert_eq!(r.call_add(1, 2).await, 3);
-                    }
-                })
-            })
+        bench_calls(&mut g, "raw-wasmtime", threads, move || {
+            let r = r.clone();
+            async move { assert_eq!(r.call_add(1, 2).await, 3) }
         });
         let vv = v.clone();
-        g.bench_function(BenchmarkId::new("wasmswap", threads), |b| {
-            b.iter_custom(|iters| {
-                let v = vv.clone();
-                run_threads(threads, iters, move || {
-                    let v = v.clone();
-                    async move {
-                        let out = v
-                            .invoke_core("add", &[Val::I32(1), Val::I32(2)])
-                            .await
-                            .unwrap();
-                        assert_eq!(out[0].unwrap_i32(), 3);
-                    }
-                })
-            })
+        bench_calls(&mut g, "wasmswap", threads, move || {
+            let v = vv.clone();
+            async move {
+                let out = v
+                    .invoke_core("add", &[Val::I32(1), Val::I32(2)])
+                    .await
+                    .unwrap();
+                assert_eq!(out[0].unwrap_i32(), 3);
+            }
         });
         let vv = v.clone();
-        g.bench_function(BenchmarkId::new("wasmswap-json", threads), |b| {
-            b.iter_custom(|iters| {
-                let v = vv.clone();
-                run_threads(threads, iters, move || {
-                    let v = v.clone();
-                    async move {
-                        assert_eq!(
-                            v.invoke_json("add", &json!([1, 2])).await.unwrap(),
-                            json!(3)
-                        );
-                    }
-                })
-            })
+        bench_calls(&mut g, "wasmswap-json", threads, move || {
+            let v = vv.clone();
+            async move {
+                assert_eq!(
+                    v.invoke_json("add", &json!([1, 2])).await.unwrap(),
+                    json!(3)
+                )
+            }
         });
     }
     g.finish();
@@ -80,47 +75,30 @@ fn component(c: &mut Criterion) {
     let mut g = c.benchmark_group("invoke/component");
     for threads in [1u64, 2] {
         let r = raw.clone();
-        g.bench_function(BenchmarkId::new("raw-wasmtime", threads), |b| {
-            b.iter_custom(|iters| {
-                let r = r.clone();
-                run_threads(threads, iters, move || {
-                    let r = r.clone();
-                    async move {
-                        assert_eq!(r.call_add(1, 2).await, 3);
-                    }
-                })
-            })
+        bench_calls(&mut g, "raw-wasmtime", threads, move || {
+            let r = r.clone();
+            async move { assert_eq!(r.call_add(1, 2).await, 3) }
         });
         let vv = v.clone();
-        g.bench_function(BenchmarkId::new("wasmswap", threads), |b| {
-            b.iter_custom(|iters| {
-                let v = vv.clone();
-                run_threads(threads, iters, move || {
-                    let v = v.clone();
-                    async move {
-                        let out = v
-                            .invoke_component("add-u32", &[CVal::U32(1), CVal::U32(2)])
-                            .await
-                            .unwrap();
-                        assert_eq!(out, vec![CVal::U32(3)]);
-                    }
-                })
-            })
+        bench_calls(&mut g, "wasmswap", threads, move || {
+            let v = vv.clone();
+            async move {
+                let out = v
+                    .invoke_component("add-u32", &[CVal::U32(1), CVal::U32(2)])
+                    .await
+                    .unwrap();
+                assert_eq!(out, vec![CVal::U32(3)]);
+            }
         });
         let vv = v.clone();
-        g.bench_function(BenchmarkId::new("wasmswap-json", threads), |b| {
-            b.iter_custom(|iters| {
-                let v = vv.clone();
-                run_threads(threads, iters, move || {
-                    let v = v.clone();
-                    async move {
-                        assert_eq!(
-                            v.invoke_json("add-u32", &json!([1, 2])).await.unwrap(),
-                            json!(3)
-                        );
-                    }
-                })
-            })
+        bench_calls(&mut g, "wasmswap-json", threads, move || {
+            let v = vv.clone();
+            async move {
+                assert_eq!(
+                    v.invoke_json("add-u32", &json!([1, 2])).await.unwrap(),
+                    json!(3)
+                )
+            }
         });
     }
     g.finish();

@@ -349,27 +349,9 @@ pub(crate) fn to_val(v: &Json, ty: &Type, path: &str) -> Result<Val> {
             }
         }
         Type::String => Val::String(v.as_str().ok_or_else(err)?.to_string()),
-        Type::List(l) => {
-            let items = v.as_array().ok_or_else(err)?;
-            let elem = l.ty();
-            Val::List(
-                items
-                    .iter()
-                    .enumerate()
-                    .map(|(i, item)| to_val(item, &elem, &format!("{path}[{i}]")))
-                    .collect::<Result<_>>()?,
-            )
-        }
+        Type::List(l) => Val::List(list_items(v.as_array().ok_or_else(err)?, &l.ty(), path)?),
         Type::FixedLengthList(l) => {
-            let items = v.as_array().ok_or_else(err)?;
-            let elem = l.ty();
-            Val::FixedLengthList(
-                items
-                    .iter()
-                    .enumerate()
-                    .map(|(i, item)| to_val(item, &elem, &format!("{path}[{i}]")))
-                    .collect::<Result<_>>()?,
-            )
+            Val::FixedLengthList(list_items(v.as_array().ok_or_else(err)?, &l.ty(), path)?)
         }
         Type::Record(r) => {
             let obj = v.as_object().ok_or_else(err)?;
@@ -542,6 +524,15 @@ pub(crate) fn to_val(v: &Json, ty: &Type, path: &str) -> Result<Val> {
             });
         }
     })
+}
+
+/// Converts every element of a JSON array, naming each `path[i]` in errors.
+fn list_items(items: &[Json], elem: &Type, path: &str) -> Result<Vec<Val>> {
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| to_val(item, elem, &format!("{path}[{i}]")))
+        .collect()
 }
 
 /// `"name"` or `{"name": payload}`.

@@ -47,22 +47,12 @@ proptest! {
 #[test]
 fn routes_validate_for_any_weight_and_mode() {
     let rt = crate::runtime();
-    let v1 = wasmswap_core::Version::new(
-        &rt,
-        &rt.load(&test_programs::wat("add")).unwrap(),
-        "a",
-        Default::default(),
-        Default::default(),
-    )
-    .unwrap();
-    let v2 = wasmswap_core::Version::new(
-        &rt,
-        &rt.load(&test_programs::wat("add")).unwrap(),
-        "b",
-        Default::default(),
-        Default::default(),
-    )
-    .unwrap();
+    let add = rt.load(&test_programs::wat("add")).unwrap();
+    let version = |label: &str| {
+        wasmswap_core::Version::new(&rt, &add, label, Default::default(), Default::default())
+            .unwrap()
+    };
+    let (v1, v2) = (version("a"), version("b"));
     let mut runner = proptest::test_runner::TestRunner::default();
     runner
         .run(&(0u16..=10_000, any::<bool>()), |(bp, mirror)| {
