@@ -437,3 +437,30 @@ fn invalid_routes_are_refused() {
     );
     assert!(Service::new("", Route::stable(v1)).is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retired_version_is_freed_only_after_its_last_call() {
+    // Own runtime, so its count of live artifacts is ours alone.
+    let rt = Runtime::new().unwrap();
+    let (v1, v2) = (id_version(&rt, 1), id_version(&rt, 2));
+    assert_eq!(rt.loaded_count(), 2);
+    let svc = Service::new("free", Route::stable(v1.clone())).unwrap();
+    let slow = {
+        let svc = svc.clone();
+        tokio::spawn(async move { svc.invoke_json(None, "slow", &json!([300_000_000])).await })
+    };
+    while v1.in_flight() == 0 {
+        tokio::task::yield_now().await;
+    }
+    let _ = svc.set_route(Route::stable(v2)).unwrap();
+    // Unload v1: the service forgets it, and so does this test...
+    let report = svc.forget_previous(Duration::from_millis(1)).await;
+    assert_eq!(report.still_in_flight, vec![("v1".to_string(), 1)]);
+    drop(v1);
+    // ...but the running call still holds it: nothing is freed yet.
+    assert_eq!(rt.loaded_count(), 2);
+    let served = slow.await.unwrap().unwrap();
+    assert_eq!((served.version.as_str(), served.value), ("v1", json!(1)));
+    // The last lease is gone: v1 and its compiled code are freed.
+    assert_eq!(rt.loaded_count(), 1);
+}
