@@ -15,7 +15,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use wasmswap_core::{Capabilities, ContentId, Limits, Route, Runtime, Service, Version};
+use wasmswap_core::{Capabilities, Limits, Route, Runtime, Service, Version};
 
 type Body = UnsyncBoxBody<Bytes, anyhow::Error>;
 
@@ -140,12 +140,12 @@ impl Proxy {
     }
 }
 
-/// What identifies a file's content cheaply enough to poll: size, mtime, and
-/// the hash (mtime alone misses same-second rewrites).
-fn fingerprint(path: &Path) -> Option<(u64, SystemTime, ContentId)> {
+/// What identifies a file's version: size and mtime, cheap to poll. A
+/// rewrite that keeps both (same size within the clock's granularity) is
+/// caught on the next write; the loader dedupes identical content by hash.
+fn fingerprint(path: &Path) -> Option<(u64, SystemTime)> {
     let meta = std::fs::metadata(path).ok()?;
-    let bytes = std::fs::read(path).ok()?;
-    Some((meta.len(), meta.modified().ok()?, ContentId::of(&bytes)))
+    Some((meta.len(), meta.modified().ok()?))
 }
 
 fn load_version(runtime: &Runtime, path: &Path, n: u32) -> anyhow::Result<Version> {

@@ -90,6 +90,31 @@ async fn each_hostile_guest_is_contained_while_others_are_served() {
     );
     assert!(started.elapsed() < GENEROUS);
 
+    let rt = runtime();
+    let start_loop = rt.load(&test_programs::wat("start-loop")).unwrap();
+    let v = Version::new(
+        &rt,
+        &start_loop,
+        "start",
+        limits.clone(),
+        Capabilities::none(),
+    )
+    .unwrap();
+    let e = v
+        .invoke_json("never_reached", &json!([]))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Timeout(_)), "{e:?}");
+
+    let e = rt.load(&test_programs::wat("huge-table")).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Load(wasmswap_core::LoadError::TableTooLarge { .. })
+        ),
+        "{e:?}"
+    );
+
     stop.store(true, Ordering::Relaxed);
     let (ok, failed) = served.await.unwrap();
     assert_eq!(failed, 0);
