@@ -298,6 +298,9 @@ impl Version {
         let limits = &self.inner.limits;
         let outcome = async {
             let (export, ty) = self.module_export(function)?;
+            // Bad arguments are refused before an instance is spent on them.
+            let args = params(&ty)?;
+            check_core_args(&ty, &args)?;
             let wasi = caps.builder()?.build_p1();
             let data = P1State {
                 wasi,
@@ -322,8 +325,6 @@ impl Version {
                 .get_module_export(&mut store, &export)
                 .and_then(|e| e.into_func())
                 .ok_or_else(|| Error::NoSuchFunction(function.into()))?;
-            let args = params(&ty)?;
-            check_core_args(&ty, &args)?;
             let mut out: Vec<wasmtime::Val> = ty
                 .results()
                 .map(|t| wasmtime::Val::default_for_ty(&t).unwrap_or(wasmtime::Val::I32(0)))
@@ -387,12 +388,14 @@ impl Version {
             None => c.get_export_index(None, name),
         };
         // Only functions are callable; an interface or type name is not.
-        let found =
-            found.filter(|_| {
-                self.inner.artifact.info().exports.iter().any(|e| {
-                    e.name == name || e.name.split_once('#').is_some_and(|(_, f)| f == name)
-                })
-            });
+        let found = found.filter(|_| {
+            self.inner
+                .artifact
+                .info()
+                .exports
+                .iter()
+                .any(|e| e.name == name)
+        });
         let mut cache = self.inner.component_exports.write();
         // Bound the cache: names come from callers and may be junk.
         if cache.len() < 1024 {
