@@ -13,6 +13,8 @@ impl wasip2::exports::http::incoming_handler::Guest for Handler {
             (200, "ok\n".to_string())
         } else if path.starts_with("/fail") {
             (500, format!("{VERSION} failing on purpose\n"))
+        } else if let Some(authority) = path.strip_prefix("/fetch?") {
+            fetch(authority)
         } else if path.starts_with("/echo") {
             (200, String::from_utf8_lossy(&body_in).into_owned())
         } else {
@@ -34,6 +36,38 @@ impl wasip2::exports::http::incoming_handler::Guest for Handler {
         drop(stream);
         OutgoingBody::finish(body, None).expect("finish body");
     }
+}
+
+/// GETs `http://{authority}/` through `wasi:http/outgoing-handler`; the host
+/// decides whether the guest may.
+fn fetch(authority: &str) -> (u16, String) {
+    use wasip2::http::outgoing_handler;
+    use wasip2::http::types::{OutgoingRequest, Scheme};
+    let request = OutgoingRequest::new(Fields::new());
+    let _ = request.set_scheme(Some(&Scheme::Http));
+    let _ = request.set_authority(Some(authority));
+    let _ = request.set_path_with_query(Some("/"));
+    let response = match outgoing_handler::handle(request, None) {
+        Ok(future) => {
+            future.subscribe().block();
+            match future.get() {
+                Some(Ok(Ok(response))) => response,
+                Some(Ok(Err(code))) => return (502, format!("outbound failed: {code:?}\n")),
+                _ => return (502, "outbound failed\n".to_string()),
+            }
+        }
+        Err(code) => return (502, format!("outbound refused: {code:?}\n")),
+    };
+    let status = response.status();
+    let mut body = Vec::new();
+    if let Ok(incoming) = response.consume()
+        && let Ok(stream) = incoming.stream()
+    {
+        while let Ok(chunk) = stream.blocking_read(64 * 1024) {
+            body.extend_from_slice(&chunk);
+        }
+    }
+    (200, format!("fetched {status}: {}", String::from_utf8_lossy(&body)))
 }
 
 fn read_body(request: &IncomingRequest) -> Vec<u8> {

@@ -84,3 +84,70 @@ async fn non_http_components_are_refused() {
     let e = http_v.handle(no_authority).await.unwrap_err();
     assert!(matches!(e, Error::BadArgument { .. }), "{e}");
 }
+
+/// A one-route HTTP/1.1 server on 127.0.0.1 that answers every request with
+/// `upstream says hi` and counts the requests it saw.
+fn upstream() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let authority = listener.local_addr().unwrap().to_string();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let body = "upstream says hi";
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (authority, hits)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_http_only_to_granted_hosts() {
+    let (authority, hits) = upstream();
+    let path = format!("/fetch?{authority}");
+
+    // No grant: refused by the host, and the upstream never sees a request.
+    let denied = version_of(test_programs::HTTP_HELLO_V1_COMPONENT);
+    let (status, _, body) = text(denied.handle(get(&path)).await.unwrap()).await;
+    assert_eq!(status, 502);
+    assert!(body.contains("HttpRequestDenied"), "{body}");
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+    // A grant for another host does not cover this one.
+    let other = crate::version_with(
+        test_programs::HTTP_HELLO_V1_COMPONENT,
+        Default::default(),
+        wasmswap_core::Capabilities {
+            outbound_http: vec!["example.invalid".into()],
+            ..Default::default()
+        },
+    );
+    let (status, _, body) = text(other.handle(get(&path)).await.unwrap()).await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+    // Granted: the request goes out and the answer comes back.
+    let granted = crate::version_with(
+        test_programs::HTTP_HELLO_V1_COMPONENT,
+        Default::default(),
+        wasmswap_core::Capabilities {
+            outbound_http: vec![authority.clone()],
+            ..Default::default()
+        },
+    );
+    let (status, _, body) = text(granted.handle(get(&path)).await.unwrap()).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "fetched 200: upstream says hi")
+    );
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+}

@@ -48,6 +48,23 @@ async fn nothing_is_inherited_by_default() {
 }
 
 #[tokio::test]
+async fn no_network_without_a_grant() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let v = probe(Capabilities::none().env("A", "1").wall_clock().random());
+    let r = v.invoke_json("tcp-connect", &json!([addr])).await.unwrap();
+    assert!(
+        r.get("err").is_some(),
+        "a sandboxed guest connected out: {r}"
+    );
+    assert!(
+        matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the listener saw a connection"
+    );
+}
+
+#[tokio::test]
 async fn granted_env_clock_and_random() {
     let v = probe(
         Capabilities::none()

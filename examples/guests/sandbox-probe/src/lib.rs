@@ -39,6 +39,9 @@ impl Guest for Probe {
             .map(|d| d.as_secs())
             .unwrap_or(0)
     }
+    fn tcp_connect(addr: String) -> Result<(), String> {
+        std::net::TcpStream::connect(&addr).map(drop).map_err(|e| e.to_string())
+    }
     fn random_u64() -> u64 {
         // HashMap's RandomState is seeded from WASI random.
         use std::hash::{BuildHasher, RandomState};
