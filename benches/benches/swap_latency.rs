@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use wasmswap_core::{Capabilities, Limits, Route, Runtime, Service, Version};
 
-const CALLS: usize = 40_000;
+/// Calls per configuration, in `ROUNDS` interleaved rounds so that drift on a
+/// shared machine hits every configuration alike.
+const CALLS: usize = 60_000;
+const ROUNDS: usize = 6;
 
 fn percentile(sorted: &[Duration], q: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * q).round() as usize]
@@ -34,9 +37,9 @@ async fn run(svc: &Service, swaps: bool) -> (Vec<Duration>, usize, u64) {
             n
         })
     });
-    let mut latencies = Vec::with_capacity(CALLS);
+    let mut latencies = Vec::with_capacity(CALLS / ROUNDS);
     let mut failed = 0;
-    for _ in 0..CALLS {
+    for _ in 0..CALLS / ROUNDS {
         let started = Instant::now();
         if svc.invoke_json(None, "add", &json!([1, 2])).await.is_err() {
             failed += 1;
@@ -45,52 +48,90 @@ async fn run(svc: &Service, swaps: bool) -> (Vec<Duration>, usize, u64) {
     }
     stop.store(true, Ordering::Relaxed);
     let swaps_done = swapper.map(|h| h.join().unwrap()).unwrap_or(0);
-    latencies.sort();
     (latencies, failed, swaps_done)
+}
+
+fn row(name: &str, l: &[Duration], failed: usize, swaps: u64) {
+    println!(
+        "| {name} | {CALLS} | {swaps} | {:.2} µs | {:.2} µs | {:.2} µs | {failed} |",
+        percentile(l, 0.5).as_secs_f64() * 1e6,
+        percentile(l, 0.99).as_secs_f64() * 1e6,
+        l.last().unwrap().as_secs_f64() * 1e6
+    );
+}
+
+fn ratio(name: &str, l: &[Duration], base: &[Duration]) {
+    println!(
+        "{name}: p50 {:.2}×, p99 {:.2}×",
+        percentile(l, 0.5).as_secs_f64() / percentile(base, 0.5).as_secs_f64(),
+        percentile(l, 0.99).as_secs_f64() / percentile(base, 0.99).as_secs_f64()
+    );
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    // Criterion passes --bench; there is nothing to configure.
     let rt = Runtime::new().unwrap();
-    let mk = |n: u32| {
+    let module = |n: u32| {
         let wasm = wat::parse_str(format!(
-            "(module (func (export \"add\") (param i32 i32) (result i32) (i32.add (local.get 0) (local.get 1)))
-              (func (export \"v{n}\")))"
+            "(module (memory 1) (data (i32.const 0) \"v{n}\")
+              (func (export \"add\") (param i32 i32) (result i32) (i32.add (local.get 0) (local.get 1))))"
         ))
         .unwrap();
-        Version::new(
-            &rt,
-            &rt.load(&wasm).unwrap(),
-            format!("v{n}"),
-            Limits::default(),
-            Capabilities::none(),
-        )
-        .unwrap()
+        rt.load(&wasm).unwrap()
     };
-    let svc = Service::new("latency", Route::stable(mk(1))).unwrap();
-    drop(svc.set_route(Route::stable(mk(2))).unwrap());
-    // Warm up both versions' pool slots.
-    let _ = run(&svc, false).await;
-    let (base, base_failed, _) = run(&svc, false).await;
-    let (swapped, swap_failed, swaps) = run(&svc, true).await;
-    println!("| calls | swaps | p50 | p99 | max | failed |");
-    println!("|---|---:|---:|---:|---:|---:|");
-    for (name, l, f, s) in [
-        ("no swaps (baseline)", &base, base_failed, 0),
-        ("swap every 1 ms", &swapped, swap_failed, swaps),
-    ] {
-        println!(
-            "| {name}: {CALLS} | {s} | {:.2} µs | {:.2} µs | {:.2} µs | {f} |",
-            percentile(l, 0.5).as_secs_f64() * 1e6,
-            percentile(l, 0.99).as_secs_f64() * 1e6,
-            l.last().unwrap().as_secs_f64() * 1e6
-        );
-    }
-    println!(
-        "ratio with/without swaps: p50 {:.2}×, p99 {:.2}×",
-        percentile(&swapped, 0.5).as_secs_f64() / percentile(&base, 0.5).as_secs_f64(),
-        percentile(&swapped, 0.99).as_secs_f64() / percentile(&base, 0.99).as_secs_f64()
+    let version = |a: &wasmswap_core::Artifact, label: &str| {
+        Version::new(&rt, a, label, Limits::default(), Capabilities::none()).unwrap()
+    };
+    // Two different modules: a swap moves calls to another compiled module
+    // (another memory image). Two versions of one module: a swap changes
+    // nothing the pool sees.
+    let (m1, m2) = (module(1), module(2));
+    let distinct = Service::new("distinct", Route::stable(version(&m1, "v1"))).unwrap();
+    drop(
+        distinct
+            .set_route(Route::stable(version(&m2, "v2")))
+            .unwrap(),
     );
-    assert_eq!(base_failed + swap_failed, 0, "calls failed during swaps");
+    let same = Service::new("same", Route::stable(version(&m1, "a"))).unwrap();
+    drop(same.set_route(Route::stable(version(&m1, "b"))).unwrap());
+
+    // Warm up both versions' pool slots.
+    let _ = run(&distinct, false).await;
+    let _ = run(&same, false).await;
+    let (mut base, mut swapped, mut same_swapped) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut base_failed, mut swap_failed, mut same_failed) = (0, 0, 0);
+    let (mut swaps, mut same_swaps) = (0, 0);
+    for _ in 0..ROUNDS {
+        let (l, f, _) = run(&distinct, false).await;
+        base.extend(l);
+        base_failed += f;
+        let (l, f, n) = run(&distinct, true).await;
+        swapped.extend(l);
+        swap_failed += f;
+        swaps += n;
+        let (l, f, n) = run(&same, true).await;
+        same_swapped.extend(l);
+        same_failed += f;
+        same_swaps += n;
+    }
+    for l in [&mut base, &mut swapped, &mut same_swapped] {
+        l.sort();
+    }
+    println!("| run | calls | swaps | p50 | p99 | max | failed |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    row("no swaps (baseline)", &base, base_failed, 0);
+    row("swap every 1 ms, two modules", &swapped, swap_failed, swaps);
+    row(
+        "swap every 1 ms, one module",
+        &same_swapped,
+        same_failed,
+        same_swaps,
+    );
+    ratio("two modules vs baseline", &swapped, &base);
+    ratio("one module vs baseline", &same_swapped, &base);
+    assert_eq!(
+        base_failed + swap_failed + same_failed,
+        0,
+        "calls failed during swaps"
+    );
 }
