@@ -79,7 +79,8 @@ pub(crate) fn proxy_pre(pre: &wasmtime::component::InstancePre<P2State>) -> Opti
 }
 
 /// Runs one request through a fresh instance. The guest runs in its own task
-/// so it can keep streaming the body after the head is returned.
+/// so it can keep streaming the body after the head is returned; the task
+/// yields the call's outcome and its memory high-water mark.
 pub(crate) async fn handle<B>(
     proxy: &Proxy,
     mut store: wasmtime::Store<P2State>,
@@ -87,7 +88,7 @@ pub(crate) async fn handle<B>(
     limits: crate::limits::Limits,
 ) -> (
     Result<Response, Option<Error>>,
-    tokio::task::JoinHandle<Result<()>>,
+    tokio::task::JoinHandle<(Result<()>, u64)>,
 )
 where
     B: Body<Data = Bytes> + Send + 'static,
@@ -108,7 +109,7 @@ where
                 expected: "an HTTP request with an authority".into(),
                 problem: format!("{e:#}"),
             };
-            return (Err(Some(err)), tokio::spawn(async { Ok(()) }));
+            return (Err(Some(err)), tokio::spawn(async { (Ok(()), 0) }));
         }
     };
     let proxy = proxy.clone();
@@ -121,7 +122,8 @@ where
                 .await
         }
         .await;
-        result.map_err(|e| crate::store::classify(e, &mut store, &limits))
+        let result = result.map_err(|e| crate::store::classify(e, &mut store, &limits));
+        (result, store.data().limiter.memory_high_water)
     });
     let response = match receiver.await {
         Ok(Ok(resp)) => Ok(resp),

@@ -143,8 +143,12 @@ impl Runtime {
 
     /// Like [`load`](Self::load), also saying where the code came from.
     pub fn load_traced(&self, bytes: &[u8]) -> Result<(Artifact, LoadSource)> {
+        let span = tracing::debug_span!("wasm.module.load", wasm.module.size = bytes.len());
+        let _entered = span.enter();
         let started = Instant::now();
-        let inspection = validate::inspect(bytes, &self.inner.config)?;
+        let inspection = tracing::debug_span!("wasm.module.validate")
+            .in_scope(|| validate::inspect(bytes, &self.inner.config))
+            .inspect_err(|e| tracing::debug!(error = %e, "refused"))?;
         let id = ContentId::of(bytes);
 
         if let Some(artifact) = self.cached(&id) {
@@ -190,7 +194,12 @@ impl Runtime {
         loaded.retain(|_, w| w.strong_count() > 0);
         loaded.insert(id, Arc::downgrade(&artifact.inner));
         drop(loaded);
-        tracing::debug!(%id, ?source, elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "wasm.module.load");
+        tracing::debug!(
+            wasm.module.checksum = %id,
+            ?source,
+            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+            "loaded"
+        );
         Ok((artifact, source))
     }
 

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
 use serde_json::Value as Json;
+use tracing::Instrument;
 use wasmtime::component::{ComponentExportIndex, Val};
 use wasmtime::{InstancePre, ModuleExport, Store, ValType};
 
@@ -229,6 +230,22 @@ impl Version {
     /// [`invoke_json`](Self::invoke_json) with other WASI grants (mirrored
     /// calls run without side effects).
     pub(crate) async fn invoke_json_with(
+        &self,
+        function: &str,
+        args: &Json,
+        caps: &Capabilities,
+    ) -> Result<Json> {
+        let span = tracing::debug_span!(
+            "wasm.function.invoke",
+            wasm.function.name = function,
+            wasm.version = %self.inner.label
+        );
+        self.invoke_json_untraced(function, args, caps)
+            .instrument(span)
+            .await
+    }
+
+    async fn invoke_json_untraced(
         &self,
         function: &str,
         args: &Json,
@@ -496,13 +513,10 @@ impl Version {
                 let this = self.clone();
                 tokio::spawn(async move {
                     let outcome = match task.await {
-                        Ok(r) => r,
+                        Ok((r, memory)) => r.map(|()| ((), CallStats { fuel: 0, memory })),
                         Err(e) => Err(Error::Internal(format!("guest task: {e}"))),
                     };
-                    let _ = this.record(
-                        started,
-                        outcome.map(|()| ((), CallStats { fuel: 0, memory: 0 })),
-                    );
+                    let _ = this.record(started, outcome);
                     drop(lease);
                 });
                 Ok(resp)
@@ -511,8 +525,8 @@ impl Version {
                 let err = match early {
                     Some(e) => e,
                     None => match task.await {
-                        Ok(Err(e)) => e,
-                        Ok(Ok(())) => Error::Trap {
+                        Ok((Err(e), _)) => e,
+                        Ok((Ok(()), _)) => Error::Trap {
                             code: None,
                             message: "guest returned without setting a response".into(),
                         },

@@ -49,6 +49,7 @@ async fn handlers_answer_requests() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     assert_eq!(v1.counters().calls, 3);
+    assert!(v1.counters().memory_high_water_bytes > 0);
     assert_eq!(v1.in_flight(), 0);
 }
 
