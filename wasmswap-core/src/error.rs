@@ -119,6 +119,9 @@ pub enum Error {
         /// The trap message with its wasm backtrace.
         message: String,
     },
+    /// A WASI command called `proc_exit` with a non-zero status.
+    #[error("guest exited with status {0}")]
+    Exit(i32),
     /// No export with that name, or it is not a function.
     #[error("no exported function named `{0}`")]
     NoSuchFunction(String),
@@ -163,7 +166,7 @@ impl Error {
             Error::CpuLimit(_) => ErrorKind::CpuLimit,
             Error::FuelExhausted => ErrorKind::FuelExhausted,
             Error::StackOverflow => ErrorKind::StackOverflow,
-            Error::Trap { .. } => ErrorKind::Trap,
+            Error::Trap { .. } | Error::Exit(_) => ErrorKind::Trap,
             Error::NoSuchFunction(_) | Error::BadArgument { .. } => ErrorKind::BadRequest,
             Error::PoolExhausted(_) => ErrorKind::Overloaded,
             _ => ErrorKind::Internal,

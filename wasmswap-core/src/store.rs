@@ -230,10 +230,7 @@ pub(crate) fn classify<T: CallData>(
         return Error::ResourceLimit(message);
     }
     if let Some(exit) = err.downcast_ref::<wasmtime_wasi::I32Exit>() {
-        return Error::Trap {
-            code: None,
-            message: format!("guest exited with status {}", exit.0),
-        };
+        return Error::Exit(exit.0);
     }
     Error::Trap {
         code: None,

@@ -346,9 +346,14 @@ impl Version {
                 .results()
                 .map(|t| wasmtime::Val::default_for_ty(&t).unwrap_or(wasmtime::Val::I32(0)))
                 .collect();
-            func.call_async(&mut store, &args, &mut out)
-                .await
-                .map_err(|e| store::classify(e, &mut store, limits))?;
+            match func.call_async(&mut store, &args, &mut out).await {
+                Ok(()) => {}
+                // A WASI command's `proc_exit(0)` is a normal end.
+                Err(e)
+                    if e.downcast_ref::<wasmtime_wasi::I32Exit>()
+                        .is_some_and(|x| x.0 == 0) => {}
+                Err(e) => return Err(store::classify(e, &mut store, limits)),
+            }
             Ok((results(&out)?, finish_stats(&mut store, limits)))
         }
         .await;

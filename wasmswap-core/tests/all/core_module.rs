@@ -125,3 +125,33 @@ async fn inline_wat_modules_without_wasi() {
         json!(11)
     );
 }
+
+#[tokio::test]
+async fn wasi_commands_run_and_report_their_exit_status() {
+    // A WASI p1 command: `_start` writes to (discarded) stdout and exits.
+    let command = |status: i32| {
+        wat::parse_str(format!(
+            r#"(module
+                (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+                (memory (export "memory") 1)
+                (func (export "_start") (call $exit (i32.const {status}))))"#
+        ))
+        .unwrap()
+    };
+    let rt = crate::runtime();
+    let ok = rt.load(&command(0)).unwrap();
+    let ok = wasmswap_core::Version::new(&rt, &ok, "ok", Default::default(), Default::default())
+        .unwrap();
+    assert_eq!(
+        ok.invoke_json("_start", &json!([])).await.unwrap(),
+        json!(null)
+    );
+    let bad = rt.load(&command(3)).unwrap();
+    let bad = wasmswap_core::Version::new(&rt, &bad, "bad", Default::default(), Default::default())
+        .unwrap();
+    match bad.invoke_json("_start", &json!([])).await.unwrap_err() {
+        Error::Exit(3) => {}
+        other => panic!("expected Exit(3), got {other:?}"),
+    }
+    assert_eq!(bad.counters().errors_of(ErrorKind::Trap), 1);
+}
