@@ -4,6 +4,7 @@
 //! requests allowed only to the version's granted hosts.
 
 use std::future::Future;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::Body;
@@ -114,15 +115,20 @@ where
     };
     let proxy = proxy.clone();
     let task = tokio::spawn(async move {
-        let result = async {
+        let call = async {
             let instance = proxy.instantiate_async(&mut store).await?;
             instance
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, req, out)
                 .await
-        }
-        .await;
-        let result = result.map_err(|e| crate::store::classify(e, &mut store, &limits));
+        };
+        // As for JSON calls: a guest blocked in a host call (reading a body
+        // that never comes) is past epoch interruption's reach.
+        let result =
+            match tokio::time::timeout(limits.timeout() + Duration::from_millis(50), call).await {
+                Ok(r) => r.map_err(|e| crate::store::classify(e, &mut store, &limits)),
+                Err(_) => Err(Error::Timeout(limits.timeout())),
+            };
         (result, store.data().limiter.memory_high_water)
     });
     let response = match receiver.await {

@@ -313,7 +313,7 @@ impl Version {
         };
         let started = Instant::now();
         let limits = &self.inner.limits;
-        let outcome = async {
+        let outcome = within_timeout(limits, async {
             let (export, ty) = self.module_export(function)?;
             // Bad arguments are refused before an instance is spent on them.
             let args = params(&ty)?;
@@ -355,7 +355,7 @@ impl Version {
                 Err(e) => return Err(store::classify(e, &mut store, limits)),
             }
             Ok((results(&out)?, finish_stats(&mut store, limits)))
-        }
+        })
         .await;
         self.record(started, outcome)
     }
@@ -372,7 +372,7 @@ impl Version {
         };
         let started = Instant::now();
         let limits = &self.inner.limits;
-        let outcome = async {
+        let outcome = within_timeout(limits, async {
             let index = self.component_export(function)?;
             let data = P2State::new(caps, limits)?;
             let mut store = store::new_store(self.engine(), data, limits);
@@ -390,7 +390,7 @@ impl Version {
                 .await
                 .map_err(|e| store::classify(e, &mut store, limits))?;
             Ok((results(&out)?, finish_stats(&mut store, limits)))
-        }
+        })
         .await;
         self.record(started, outcome)
     }
@@ -568,6 +568,17 @@ impl Drop for Lease {
         if self.version.inner.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.version.inner.idle.notify_waiters();
         }
+    }
+}
+
+/// Epoch interruption stops a guest that computes, but not one blocked in a
+/// host call (a WASI sleep, a read that never completes). This backstop drops
+/// the call — store, fiber and all — shortly after its deadline.
+async fn within_timeout<T>(limits: &Limits, call: impl Future<Output = Result<T>>) -> Result<T> {
+    const GRACE: Duration = Duration::from_millis(50);
+    match tokio::time::timeout(limits.timeout() + GRACE, call).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(Error::Timeout(limits.timeout())),
     }
 }
 

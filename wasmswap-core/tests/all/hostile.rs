@@ -246,3 +246,29 @@ async fn cpu_share_slows_a_hog_down() {
         "100%: {full:?}, 20%: {throttled:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_blocked_in_a_host_call_still_times_out() {
+    // Sleeping is a WASI clock subscription: the guest waits inside the host,
+    // where epoch interruption never fires.
+    let v = version_with(
+        test_programs::SANDBOX_PROBE_COMPONENT,
+        short_limits(),
+        Capabilities::none(),
+    );
+    let started = Instant::now();
+    let e = v
+        .invoke_json("sleep-ms", &json!([60_000]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::Timeout(d) if d == Duration::from_millis(300)),
+        "{e:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(v.counters().errors_of(wasmswap_core::ErrorKind::Timeout), 1);
+}

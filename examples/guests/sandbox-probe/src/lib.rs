@@ -42,6 +42,11 @@ impl Guest for Probe {
     fn tcp_connect(addr: String) -> Result<(), String> {
         std::net::TcpStream::connect(&addr).map(drop).map_err(|e| e.to_string())
     }
+    fn sleep_ms(ms: u64) {
+        // Blocks in the host (a WASI clock subscription), where epoch
+        // interruption cannot reach.
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
     fn random_u64() -> u64 {
         // HashMap's RandomState is seeded from WASI random.
         use std::hash::{BuildHasher, RandomState};
