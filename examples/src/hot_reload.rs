@@ -163,7 +163,9 @@ fn load_version(runtime: &Runtime, path: &Path, n: u32) -> anyhow::Result<Versio
 /// Binds `addr`, serves, and watches until Ctrl-C.
 pub async fn run(addr: SocketAddr, path: &Path) -> anyhow::Result<()> {
     let proxy = Proxy::new(Runtime::new()?, "app", path)?;
-    let listener = TcpListener::bind(addr).await?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
     tracing::info!(addr = %listener.local_addr()?, file = %path.display(), "serving; edit the file to reload");
     tokio::spawn(proxy.clone().watch(Duration::from_millis(250)));
     proxy
