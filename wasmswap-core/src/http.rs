@@ -4,7 +4,6 @@
 //! requests allowed only to the version's granted hosts.
 
 use std::future::Future;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::Body;
@@ -124,11 +123,10 @@ where
         };
         // As for JSON calls: a guest blocked in a host call (reading a body
         // that never comes) is past epoch interruption's reach.
-        let result =
-            match tokio::time::timeout(limits.timeout() + Duration::from_millis(50), call).await {
-                Ok(r) => r.map_err(|e| crate::store::classify(e, &mut store, &limits)),
-                Err(_) => Err(Error::Timeout(limits.timeout())),
-            };
+        let result = match tokio::time::timeout(limits.backstop(), call).await {
+            Ok(r) => r.map_err(|e| crate::store::classify(e, &mut store, &limits)),
+            Err(_) => Err(Error::Timeout(limits.timeout())),
+        };
         (result, store.data().limiter.memory_high_water)
     });
     let response = match receiver.await {

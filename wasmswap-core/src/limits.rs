@@ -101,6 +101,13 @@ impl Limits {
         Duration::from_millis(self.timeout_ms)
     }
 
+    /// When a call is dropped outright: the timeout plus a short grace.
+    /// Epoch interruption ends running guest code at the timeout, but not a
+    /// guest blocked in a host call (a WASI sleep, a body that never comes).
+    pub(crate) fn backstop(&self) -> Duration {
+        self.timeout() + Duration::from_millis(50)
+    }
+
     /// CPU time budget.
     pub fn cpu_time(&self) -> Option<Duration> {
         self.cpu_time_ms.map(Duration::from_millis)

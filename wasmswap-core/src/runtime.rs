@@ -146,14 +146,16 @@ impl Runtime {
         let span = tracing::debug_span!("wasm.module.load", wasm.module.size = bytes.len());
         let _entered = span.enter();
         let started = Instant::now();
-        let inspection = tracing::debug_span!("wasm.module.validate")
-            .in_scope(|| validate::inspect(bytes, &self.inner.config))
-            .inspect_err(|e| tracing::debug!(error = %e, "refused"))?;
+        validate::check_size(bytes, &self.inner.config)?;
         let id = ContentId::of(bytes);
-
+        // The same bytes already passed validation under this runtime's
+        // configuration: no need to validate them again.
         if let Some(artifact) = self.cached(&id) {
             return Ok((artifact, LoadSource::Memory));
         }
+        let inspection = tracing::debug_span!("wasm.module.validate")
+            .in_scope(|| validate::inspect(bytes, &self.inner.config))
+            .inspect_err(|e| tracing::debug!(error = %e, "refused"))?;
 
         let (compiled, source) = match self
             .inner

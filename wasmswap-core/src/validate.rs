@@ -33,13 +33,19 @@ pub(crate) fn allowed_features(config: &RuntimeConfig) -> WasmFeatures {
     f
 }
 
-pub(crate) fn inspect(bytes: &[u8], config: &RuntimeConfig) -> Result<Inspection, LoadError> {
+/// The size bound, checked before anything reads the bytes (hashing included).
+pub(crate) fn check_size(bytes: &[u8], config: &RuntimeConfig) -> Result<(), LoadError> {
     if bytes.len() > config.max_module_bytes {
         return Err(LoadError::TooLarge {
             size: bytes.len(),
             limit: config.max_module_bytes,
         });
     }
+    Ok(())
+}
+
+pub(crate) fn inspect(bytes: &[u8], config: &RuntimeConfig) -> Result<Inspection, LoadError> {
+    check_size(bytes, config)?;
     let kind = header_kind(bytes)?;
 
     let features = allowed_features(config);

@@ -575,8 +575,7 @@ impl Drop for Lease {
 /// host call (a WASI sleep, a read that never completes). This backstop drops
 /// the call — store, fiber and all — shortly after its deadline.
 async fn within_timeout<T>(limits: &Limits, call: impl Future<Output = Result<T>>) -> Result<T> {
-    const GRACE: Duration = Duration::from_millis(50);
-    match tokio::time::timeout(limits.timeout() + GRACE, call).await {
+    match tokio::time::timeout(limits.backstop(), call).await {
         Ok(outcome) => outcome,
         Err(_) => Err(Error::Timeout(limits.timeout())),
     }
