@@ -95,6 +95,7 @@ mod service;
 mod store;
 mod validate;
 mod version;
+pub mod wit;
 
 pub use artifact::{Artifact, ArtifactInfo, ArtifactKind, ContentId, ExportInfo, WasiVersion};
 pub use config::RuntimeConfig;

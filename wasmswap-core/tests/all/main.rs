@@ -11,6 +11,7 @@ mod pool;
 mod props;
 mod sandbox;
 mod service;
+mod wit;
 
 use std::sync::OnceLock;
 use std::time::Duration;

@@ -1,0 +1,387 @@
+//! Parsed WIT: packages from text or files, worlds and interfaces inside
+//! them, and the world a component binary was built for.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use wit_parser::{
+    InterfaceId, PackageId, ParseError, Resolve, ResolveError, SourceMap, Span,
+    UnresolvedPackageGroup, WorldId,
+};
+
+/// Where in which WIT file a problem is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Location {
+    /// The file name as given to the parser.
+    pub file: String,
+    /// 1-based line.
+    pub line: u32,
+    /// 1-based column.
+    pub column: u32,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.column)
+    }
+}
+
+/// WIT that does not parse or resolve, or a name that is not in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(rename_all = "camelCase")]
+pub struct WitError {
+    /// The file, line and column the problem is at, when it has one.
+    pub location: Option<Location>,
+    /// What is wrong, in one line.
+    pub message: String,
+    /// The message with the offending source line underlined, for people.
+    pub rendered: String,
+}
+
+impl fmt::Display for WitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.location {
+            Some(at) => write!(f, "{at}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl WitError {
+    pub(crate) fn msg(message: impl Into<String>) -> Self {
+        let message = message.into();
+        WitError {
+            location: None,
+            rendered: message.clone(),
+            message,
+        }
+    }
+
+    fn at(map: &SourceMap, span: Span, message: String, rendered: String) -> Self {
+        WitError {
+            location: location(map, span),
+            message: first_line(&message),
+            rendered,
+        }
+    }
+
+    fn from_parse(map: &SourceMap, e: &ParseError) -> Self {
+        Self::at(map, e.kind().span(), e.to_string(), e.render(map))
+    }
+
+    fn from_resolve(map: &SourceMap, e: &ResolveError) -> Self {
+        Self::at(map, e.kind().span(), e.to_string(), e.render(map))
+    }
+
+    /// Finds the typed parse or resolve error in an `anyhow` chain from
+    /// `wit-parser`'s filesystem functions, whose spans are in `map`.
+    fn from_anyhow(map: &SourceMap, e: &anyhow::Error) -> Self {
+        for layer in e.chain() {
+            if let Some(pe) = layer.downcast_ref::<ParseError>() {
+                return Self::from_parse(map, pe);
+            }
+            if let Some(re) = layer.downcast_ref::<ResolveError>() {
+                return Self::from_resolve(map, re);
+            }
+        }
+        Self::msg(format!("{e:#}"))
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or_default().to_string()
+}
+
+/// `wit-parser` renders locations as `file:line:col`; the file may itself
+/// contain colons, so split from the right.
+fn location(map: &SourceMap, span: Span) -> Option<Location> {
+    if !span.is_known() {
+        return None;
+    }
+    let text = map.render_location(span);
+    let mut parts = text.rsplitn(3, ':');
+    let column = parts.next()?.parse().ok()?;
+    let line = parts.next()?.parse().ok()?;
+    let file = parts.next()?.to_string();
+    Some(Location { file, line, column })
+}
+
+/// A resolved WIT package, with every package it depends on.
+///
+/// Items gated by `@unstable(feature = …)` are kept (all features are on),
+/// so a diff can say what happened to them.
+#[derive(Clone)]
+pub struct WitPackage {
+    pub(crate) resolve: Arc<Resolve>,
+    pub(crate) package: PackageId,
+}
+
+impl fmt::Debug for WitPackage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WitPackage")
+            .field("name", &self.name())
+            .finish_non_exhaustive()
+    }
+}
+
+fn new_resolve() -> Resolve {
+    let mut resolve = Resolve::new();
+    resolve.all_features = true;
+    resolve
+}
+
+fn parse_group(files: &[(&str, &str)]) -> Result<UnresolvedPackageGroup, WitError> {
+    if files.is_empty() {
+        return Err(WitError::msg("no WIT files given"));
+    }
+    let mut map = SourceMap::new();
+    for (path, text) in files {
+        map.push_str(path, *text);
+    }
+    map.parse()
+        .map_err(|(map, e)| WitError::from_parse(&map, &e))
+}
+
+impl WitPackage {
+    /// Parses one WIT file. It may hold nested `package … { }` blocks that
+    /// the main package uses. `path` only names the file in errors.
+    pub fn parse(path: &str, text: &str) -> Result<Self, WitError> {
+        Self::parse_files(&[(path, text)], &[])
+    }
+
+    /// Parses a package split over several files (`(path, text)` pairs; each
+    /// file has its own `use` scope, as in a WIT directory), resolving it
+    /// against `deps`, each dependency a package of one or more files.
+    pub fn parse_files(files: &[(&str, &str)], deps: &[&[(&str, &str)]]) -> Result<Self, WitError> {
+        let main = parse_group(files)?;
+        let deps = deps
+            .iter()
+            .map(|d| parse_group(d))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut resolve = new_resolve();
+        let package = resolve
+            .push_groups(main, deps)
+            .map_err(|e| WitError::from_resolve(&resolve.source_map, &e))?;
+        Ok(WitPackage {
+            resolve: Arc::new(resolve),
+            package,
+        })
+    }
+
+    /// Reads a WIT file, or a directory of `*.wit` files with an optional
+    /// `deps/` directory, as `wit-bindgen` and `cargo component` lay them out.
+    pub fn from_path(path: impl AsRef<Path>) -> Result<Self, WitError> {
+        let mut resolve = new_resolve();
+        let package = match resolve.push_path(path.as_ref()) {
+            Ok((package, _)) => package,
+            Err(e) => return Err(WitError::from_anyhow(&resolve.source_map, &e)),
+        };
+        Ok(WitPackage {
+            resolve: Arc::new(resolve),
+            package,
+        })
+    }
+
+    /// `namespace:name@version` (the version only when there is one).
+    pub fn name(&self) -> String {
+        self.resolve.packages[self.package].name.to_string()
+    }
+
+    /// The package's version, if it declares one.
+    pub fn version(&self) -> Option<&semver::Version> {
+        self.resolve.packages[self.package].name.version.as_ref()
+    }
+
+    /// Names of the interfaces the package defines, in source order.
+    pub fn interface_names(&self) -> Vec<String> {
+        self.resolve.packages[self.package]
+            .interfaces
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// Names of the worlds the package defines, in source order.
+    pub fn world_names(&self) -> Vec<String> {
+        self.resolve.packages[self.package]
+            .worlds
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// One interface of this package, by its short name (`types`).
+    pub fn interface(&self, name: &str) -> Result<WitInterface, WitError> {
+        let id = self.resolve.packages[self.package]
+            .interfaces
+            .get(name)
+            .copied()
+            .ok_or_else(|| {
+                WitError::msg(format!(
+                    "package {} has no interface `{name}` (it has: {})",
+                    self.name(),
+                    self.interface_names().join(", ")
+                ))
+            })?;
+        Ok(WitInterface {
+            resolve: self.resolve.clone(),
+            interface: id,
+        })
+    }
+
+    /// One world of this package, by its short name (`proxy`).
+    pub fn world(&self, name: &str) -> Result<WitWorld, WitError> {
+        let id = self.resolve.packages[self.package]
+            .worlds
+            .get(name)
+            .copied()
+            .ok_or_else(|| {
+                WitError::msg(format!(
+                    "package {} has no world `{name}` (it has: {})",
+                    self.name(),
+                    self.world_names().join(", ")
+                ))
+            })?;
+        Ok(WitWorld {
+            resolve: self.resolve.clone(),
+            world: id,
+        })
+    }
+
+    /// Another package this one's resolve holds (a dependency), by
+    /// `namespace:name` with or without `@version`.
+    pub fn dependency(&self, name: &str) -> Result<WitPackage, WitError> {
+        let found = self.resolve.packages.iter().find(|(_, p)| {
+            let full = p.name.to_string();
+            full == name || format!("{}:{}", p.name.namespace, p.name.name) == name
+        });
+        match found {
+            Some((id, _)) => Ok(WitPackage {
+                resolve: self.resolve.clone(),
+                package: id,
+            }),
+            None => Err(WitError::msg(format!(
+                "no package `{name}` among {}'s dependencies",
+                self.name()
+            ))),
+        }
+    }
+
+    /// The underlying `wit-parser` resolve, for anything this API leaves out.
+    pub fn resolve(&self) -> &Resolve {
+        &self.resolve
+    }
+
+    /// The package's id in [`WitPackage::resolve`].
+    pub fn id(&self) -> PackageId {
+        self.package
+    }
+
+    /// The package printed back as WIT text.
+    pub fn to_wit(&self) -> Result<String, WitError> {
+        let mut printer = wit_component::WitPrinter::default();
+        printer
+            .print(&self.resolve, self.package, &[])
+            .map_err(|e| WitError::msg(format!("cannot print {}: {e:#}", self.name())))?;
+        Ok(printer.output.to_string())
+    }
+}
+
+/// One interface inside a resolved package.
+#[derive(Clone)]
+pub struct WitInterface {
+    pub(crate) resolve: Arc<Resolve>,
+    pub(crate) interface: InterfaceId,
+}
+
+impl fmt::Debug for WitInterface {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WitInterface")
+            .field("name", &self.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl WitInterface {
+    /// `namespace:package/name@version`.
+    pub fn name(&self) -> String {
+        self.resolve
+            .id_of(self.interface)
+            .unwrap_or_else(|| "<anonymous interface>".to_string())
+    }
+
+    /// The version of the package the interface belongs to.
+    pub fn version(&self) -> Option<&semver::Version> {
+        let pkg = self.resolve.interfaces[self.interface].package?;
+        self.resolve.packages[pkg].name.version.as_ref()
+    }
+}
+
+/// A world: one inside a package, or the world a component was built for.
+#[derive(Clone)]
+pub struct WitWorld {
+    pub(crate) resolve: Arc<Resolve>,
+    pub(crate) world: WorldId,
+}
+
+impl fmt::Debug for WitWorld {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WitWorld")
+            .field("name", &self.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl WitWorld {
+    /// Decodes the world a component binary targets: its imports and
+    /// exports with their full types, from the binary's own type section.
+    pub fn from_component(bytes: &[u8]) -> Result<Self, WitError> {
+        match wit_component::decode(bytes) {
+            Ok(wit_component::DecodedWasm::Component(resolve, world)) => Ok(WitWorld {
+                resolve: Arc::new(resolve),
+                world,
+            }),
+            Ok(wit_component::DecodedWasm::WitPackage(..)) => Err(WitError::msg(
+                "the binary is a WIT package, not a component",
+            )),
+            Err(e) => Err(WitError::msg(format!(
+                "cannot decode the component's WIT: {e:#}"
+            ))),
+        }
+    }
+
+    /// `namespace:package/world@version`, or the world's bare name when it
+    /// belongs to no package.
+    pub fn name(&self) -> String {
+        let world = &self.resolve.worlds[self.world];
+        match world.package {
+            Some(p) => self.resolve.id_of_name(p, &world.name),
+            None => world.name.clone(),
+        }
+    }
+
+    /// The world printed as WIT text (with its package).
+    pub fn to_wit(&self) -> Result<String, WitError> {
+        let world = &self.resolve.worlds[self.world];
+        let pkg = world
+            .package
+            .ok_or_else(|| WitError::msg("the world belongs to no package"))?;
+        let mut printer = wit_component::WitPrinter::default();
+        printer
+            .print(&self.resolve, pkg, &[])
+            .map_err(|e| WitError::msg(format!("cannot print {}: {e:#}", self.name())))?;
+        Ok(printer.output.to_string())
+    }
+
+    /// The underlying `wit-parser` resolve.
+    pub fn resolve(&self) -> &Resolve {
+        &self.resolve
+    }
+
+    /// The world's id in [`WitWorld::resolve`].
+    pub fn id(&self) -> WorldId {
+        self.world
+    }
+}

@@ -1,0 +1,21 @@
+//! WIT parsing, the semantic diff, the semver gate, conformance and reports.
+
+mod corpus;
+mod wasi;
+
+use wasmswap_core::wit::WitPackage;
+
+/// Parses one WIT text, panicking with the rendered error if it is bad.
+pub fn pkg(text: &str) -> WitPackage {
+    WitPackage::parse("test.wit", text).unwrap_or_else(|e| panic!("{}", e.rendered))
+}
+
+/// The vendored WASI WIT directory of one release.
+pub fn wasi_dir(release: &str) -> std::path::PathBuf {
+    let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    match release {
+        "0.2.0" => base.join("tests/wit/wasi-0.2.0"),
+        "0.2.12" => base.join("wit/wasi-0.2.12"),
+        other => panic!("no vendored WASI {other}"),
+    }
+}
