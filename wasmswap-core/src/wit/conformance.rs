@@ -8,7 +8,7 @@ use wit_parser::{InterfaceId, PackageName, Resolve, WorldItem, WorldKey};
 
 use super::diff::{Differ, Role};
 use super::package::{WitError, WitInterface, WitPackage, WitWorld};
-use super::report::{Change, Compatibility};
+use super::report::{Change, ChangeKind, Compatibility};
 use super::types::interface_key;
 
 /// The answer of a conformance check.
@@ -107,7 +107,18 @@ pub fn check_exports(component: &WitWorld, contract: &WitInterface) -> Conforman
     let broken: Vec<Change> = diff.breaking(Compatibility::Callers).cloned().collect();
     let problems = broken
         .iter()
-        .map(|c| format!("{}: {} ({})", c.path, c.kind, c.reason))
+        .map(|c| match c.kind {
+            ChangeKind::FunctionRemoved { .. } => {
+                format!(
+                    "{}: the contract requires it but the component does not export it",
+                    c.path
+                )
+            }
+            _ => format!(
+                "{}: {}, so callers of the contract break ({})",
+                c.path, c.kind, c.reason
+            ),
+        })
         .collect();
     Conformance::from_problems(problems, broken)
 }
@@ -259,8 +270,20 @@ pub fn check_imports(component: &WitWorld, host: &HostInterfaces) -> Conformance
                 let mut differ = Differ::new(wr, hr);
                 differ.interface(*id, *hid, Role::Direct, None, None);
                 let diff = differ.finish(shown(wr, *id), shown(hr, *hid));
+                let host_name = shown(hr, *hid);
                 for c in diff.breaking(Compatibility::Callers) {
-                    problems.push(format!("{}: {} ({})", c.path, c.kind, c.reason));
+                    problems.push(match c.kind {
+                        ChangeKind::FunctionRemoved { .. } => {
+                            format!(
+                                "{}: the component calls it but the host's {host_name} lacks it",
+                                c.path
+                            )
+                        }
+                        _ => format!(
+                            "{}: {} in the host's {host_name} ({})",
+                            c.path, c.kind, c.reason
+                        ),
+                    });
                     changes.push(c.clone());
                 }
             }

@@ -338,6 +338,16 @@ impl WitWorld {
     /// Decodes the world a component binary targets: its imports and
     /// exports with their full types, from the binary's own type section.
     pub fn from_component(bytes: &[u8]) -> Result<Self, WitError> {
+        if !wasmparser::Parser::is_component(bytes) {
+            let what = if wasmparser::Parser::is_core_wasm(bytes) {
+                "a core module, which has no WIT world"
+            } else {
+                "not WebAssembly (no `\\0asm` header)"
+            };
+            return Err(WitError::msg(format!(
+                "cannot decode a WIT world: the binary is {what}"
+            )));
+        }
         match wit_component::decode(bytes) {
             Ok(wit_component::DecodedWasm::Component(resolve, world)) => Ok(WitWorld {
                 resolve: Arc::new(resolve),

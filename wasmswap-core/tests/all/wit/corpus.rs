@@ -26,44 +26,124 @@ const fn pair(
     new: &'static str,
     expect: &'static [(&'static str, &'static str, Verdict, Verdict, bool)],
 ) -> Pair {
-    Pair { name, old, new, expect }
+    Pair {
+        name,
+        old,
+        new,
+        expect,
+    }
 }
 
 const CORPUS: &[Pair] = &[
     // --- functions -------------------------------------------------------
-    pair("function added", "f: func();", "f: func(); g: func();", &[("#g", "function-added", OK, BREAK, false)]),
-    pair("function removed", "f: func(); g: func();", "f: func();", &[("#g", "function-removed", BREAK, OK, false)]),
-    pair("param added", "f: func(a: u32);", "f: func(a: u32, b: u32);", &[("#f", "param-added", BREAK, BREAK, true)]),
+    pair(
+        "function added",
+        "f: func();",
+        "f: func(); g: func();",
+        &[("#g", "function-added", OK, BREAK, false)],
+    ),
+    pair(
+        "function removed",
+        "f: func(); g: func();",
+        "f: func();",
+        &[("#g", "function-removed", BREAK, OK, false)],
+    ),
+    pair(
+        "param added",
+        "f: func(a: u32);",
+        "f: func(a: u32, b: u32);",
+        &[("#f", "param-added", BREAK, BREAK, true)],
+    ),
     pair(
         "optional param added",
         "f: func(a: u32);",
         "f: func(a: u32, b: option<u32>);",
         &[("#f", "param-added", OK, BREAK, true)],
     ),
-    pair("param removed", "f: func(a: u32, b: u32);", "f: func(a: u32);", &[("#f", "param-removed", BREAK, BREAK, true)]),
+    pair(
+        "param removed",
+        "f: func(a: u32, b: u32);",
+        "f: func(a: u32);",
+        &[("#f", "param-removed", BREAK, BREAK, true)],
+    ),
     pair(
         "optional param removed",
         "f: func(a: u32, b: option<u32>);",
         "f: func(a: u32);",
         &[("#f", "param-removed", BREAK, OK, true)],
     ),
-    pair("param widened", "f: func(a: u8);", "f: func(a: u32);", &[("#f", "param-type-changed", OK, BREAK, true)]),
-    pair("param narrowed", "f: func(a: u32);", "f: func(a: u8);", &[("#f", "param-type-changed", BREAK, OK, true)]),
-    pair("param retyped", "f: func(a: string);", "f: func(a: u32);", &[("#f", "param-type-changed", BREAK, BREAK, true)]),
-    pair("signed param widened", "f: func(a: s16);", "f: func(a: s64);", &[("#f", "param-type-changed", OK, BREAK, true)]),
-    pair("unsigned to signed", "f: func(a: u32);", "f: func(a: s32);", &[("#f", "param-type-changed", BREAK, BREAK, true)]),
+    pair(
+        "param widened",
+        "f: func(a: u8);",
+        "f: func(a: u32);",
+        &[("#f", "param-type-changed", OK, BREAK, true)],
+    ),
+    pair(
+        "param narrowed",
+        "f: func(a: u32);",
+        "f: func(a: u8);",
+        &[("#f", "param-type-changed", BREAK, OK, true)],
+    ),
+    pair(
+        "param retyped",
+        "f: func(a: string);",
+        "f: func(a: u32);",
+        &[("#f", "param-type-changed", BREAK, BREAK, true)],
+    ),
+    pair(
+        "signed param widened",
+        "f: func(a: s16);",
+        "f: func(a: s64);",
+        &[("#f", "param-type-changed", OK, BREAK, true)],
+    ),
+    pair(
+        "unsigned to signed",
+        "f: func(a: u32);",
+        "f: func(a: s32);",
+        &[("#f", "param-type-changed", BREAK, BREAK, true)],
+    ),
     pair(
         "params reordered",
         "f: func(a: u32, b: string);",
         "f: func(b: string, a: u32);",
         &[("#f", "params-reordered", BREAK, BREAK, true)],
     ),
-    pair("result added", "f: func();", "f: func() -> u32;", &[("#f", "result-added", OK, BREAK, true)]),
-    pair("result removed", "f: func() -> u32;", "f: func();", &[("#f", "result-removed", BREAK, OK, true)]),
-    pair("result widened", "f: func() -> u8;", "f: func() -> u32;", &[("#f", "result-type-changed", BREAK, OK, true)]),
-    pair("result narrowed", "f: func() -> f64;", "f: func() -> f32;", &[("#f", "result-type-changed", OK, BREAK, true)]),
-    pair("param made optional", "f: func(a: u32);", "f: func(a: option<u32>);", &[("#f", "param-type-changed", OK, BREAK, true)]),
-    pair("result made required", "f: func() -> option<u32>;", "f: func() -> u32;", &[("#f", "result-type-changed", OK, BREAK, true)]),
+    pair(
+        "result added",
+        "f: func();",
+        "f: func() -> u32;",
+        &[("#f", "result-added", OK, BREAK, true)],
+    ),
+    pair(
+        "result removed",
+        "f: func() -> u32;",
+        "f: func();",
+        &[("#f", "result-removed", BREAK, OK, true)],
+    ),
+    pair(
+        "result widened",
+        "f: func() -> u8;",
+        "f: func() -> u32;",
+        &[("#f", "result-type-changed", BREAK, OK, true)],
+    ),
+    pair(
+        "result narrowed",
+        "f: func() -> f64;",
+        "f: func() -> f32;",
+        &[("#f", "result-type-changed", OK, BREAK, true)],
+    ),
+    pair(
+        "param made optional",
+        "f: func(a: u32);",
+        "f: func(a: option<u32>);",
+        &[("#f", "param-type-changed", OK, BREAK, true)],
+    ),
+    pair(
+        "result made required",
+        "f: func() -> option<u32>;",
+        "f: func() -> u32;",
+        &[("#f", "result-type-changed", OK, BREAK, true)],
+    ),
     pair(
         "method became static",
         "resource r { m: func(); }",
@@ -135,7 +215,10 @@ const CORPUS: &[Pair] = &[
         "field renamed",
         "record p { x: u32 } f: func() -> p;",
         "record p { z: u32 } f: func() -> p;",
-        &[("#p.x", "field-removed", BREAK, OK, true), ("#p.z", "field-added", OK, BREAK, true)],
+        &[
+            ("#p.x", "field-removed", BREAK, OK, true),
+            ("#p.z", "field-added", OK, BREAK, true),
+        ],
     ),
     // --- variants, enums, flags -----------------------------------------
     pair(
@@ -366,7 +449,12 @@ const CORPUS: &[Pair] = &[
         "package t:c@1.0.0; interface api { f: func(); }",
         &[("t:c/extra@1.0.0", "interface-removed", BREAK, OK, false)],
     ),
-    pair("unused type added", "f: func();", "f: func(); record spare { x: u32 }", &[("#spare", "type-added", OK, OK, false)]),
+    pair(
+        "unused type added",
+        "f: func();",
+        "f: func(); record spare { x: u32 }",
+        &[("#spare", "type-added", OK, OK, false)],
+    ),
     pair(
         "unused enum case added (judged both ways)",
         "enum level { low } f: func();",
@@ -378,19 +466,28 @@ const CORPUS: &[Pair] = &[
         "mixed: additive release",
         "record q { id: u64 } get: func(q: q) -> string;",
         "record q { id: u64, limit: option<u32> } get: func(q: q) -> string; put: func(v: string);",
-        &[("#put", "function-added", OK, BREAK, false), ("#q.limit", "field-added", OK, BREAK, true)],
+        &[
+            ("#put", "function-added", OK, BREAK, false),
+            ("#q.limit", "field-added", OK, BREAK, true),
+        ],
     ),
     pair(
         "mixed: function renamed",
         "fetch: func(url: string) -> list<u8>;",
         "get: func(url: string) -> list<u8>;",
-        &[("#fetch", "function-removed", BREAK, OK, false), ("#get", "function-added", OK, BREAK, false)],
+        &[
+            ("#fetch", "function-removed", BREAK, OK, false),
+            ("#get", "function-added", OK, BREAK, false),
+        ],
     ),
     pair(
         "mixed: variant case swapped",
         "variant shape { circle(f32), square(f32) } area: func(s: shape) -> f32;",
         "variant shape { circle(f32), triangle(tuple<f32, f32>) } area: func(s: shape) -> f32;",
-        &[("#shape.square", "case-removed", BREAK, OK, true), ("#shape.triangle", "case-added", OK, BREAK, true)],
+        &[
+            ("#shape.square", "case-removed", BREAK, OK, true),
+            ("#shape.triangle", "case-added", OK, BREAK, true),
+        ],
     ),
     pair(
         "mixed: nothing changed but comments",
@@ -427,8 +524,17 @@ fn corpus_classifies_every_pair() {
             .changes
             .iter()
             .map(|c| {
-                let kind = serde_json::to_value(&c.kind).unwrap()["change"].as_str().unwrap().to_string();
-                (c.path.clone(), kind, c.callers, c.implementers, c.abi_breaking)
+                let kind = serde_json::to_value(&c.kind).unwrap()["change"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
+                (
+                    c.path.clone(),
+                    kind,
+                    c.callers,
+                    c.implementers,
+                    c.abi_breaking,
+                )
             })
             .collect();
         let mut want: Vec<(String, String, Verdict, Verdict, bool)> = case
@@ -438,10 +544,19 @@ fn corpus_classifies_every_pair() {
             .collect();
         want.sort_by(|a, b| a.0.cmp(&b.0));
         if got != want {
-            failures.push(format!("{}:\n  want {want:?}\n  got  {got:?}\n{diff}", case.name));
+            failures.push(format!(
+                "{}:\n  want {want:?}\n  got  {got:?}\n{diff}",
+                case.name
+            ));
         }
     }
-    assert!(failures.is_empty(), "{} of {} pairs misclassified:\n{}", failures.len(), CORPUS.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} pairs misclassified:\n{}",
+        failures.len(),
+        CORPUS.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]

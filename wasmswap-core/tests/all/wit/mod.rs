@@ -1,6 +1,11 @@
 //! WIT parsing, the semantic diff, the semver gate, conformance and reports.
 
+mod conformance;
 mod corpus;
+mod parse;
+mod props;
+mod report;
+mod semver;
 mod wasi;
 
 use wasmswap_core::wit::WitPackage;
