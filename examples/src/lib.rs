@@ -2,3 +2,4 @@
 //! own tests can drive it.
 
 pub mod hot_reload;
+pub mod wit_diff;

@@ -25,7 +25,13 @@ pub(crate) fn split_args<'a>(
     static NULL: Json = Json::Null;
     match args {
         Json::Null if names.is_empty() => Ok(Vec::new()),
-        Json::Array(items) if items.len() == names.len() => Ok(items.iter().collect()),
+        // A short array leaves the trailing parameters null, so a caller
+        // written before an optional parameter was added keeps working.
+        Json::Array(items) if items.len() <= names.len() => Ok(items
+            .iter()
+            .chain(std::iter::repeat(&NULL))
+            .take(names.len())
+            .collect()),
         Json::Array(items) => Err(Error::BadArgument {
             param: "arguments".into(),
             expected: format!("{} argument(s) {}", names.len(), expected()),

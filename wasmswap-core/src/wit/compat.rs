@@ -143,14 +143,13 @@ fn accepts_def(
                     None => return Err(format!("field `{}` is missing", rf.name)),
                 }
             }
-            if strict {
-                if let Some(extra) = a
+            if strict
+                && let Some(extra) = a
                     .fields
                     .iter()
                     .find(|f| !b.fields.iter().any(|g| g.name == f.name))
-                {
-                    return Err(format!("field `{}` is unknown to the reader", extra.name));
-                }
+            {
+                return Err(format!("field `{}` is unknown to the reader", extra.name));
             }
             Ok(())
         }

@@ -148,10 +148,10 @@ impl HostInterfaces {
     pub fn with_world_imports(mut self, world: &WitWorld) -> Self {
         let w = &world.resolve.worlds[world.world];
         for item in w.imports.values() {
-            if let WorldItem::Interface { id, .. } = item {
-                if world.resolve.interfaces[*id].name.is_some() {
-                    self.provided.push((world.resolve.clone(), *id));
-                }
+            if let WorldItem::Interface { id, .. } = item
+                && world.resolve.interfaces[*id].name.is_some()
+            {
+                self.provided.push((world.resolve.clone(), *id));
             }
         }
         self

@@ -110,19 +110,19 @@ fn judge(flows: Flows, acc: &dyn Fn(Dir, bool) -> Check) -> (Check, Check) {
         }
     }
     if flows.implementer_writes {
-        if caller.is_ok() {
-            if let Err(e) = acc(Dir::NewToOld, false) {
-                caller = Err(format!(
-                    "old callers cannot read what the new version returns: {e}"
-                ));
-            }
+        if caller.is_ok()
+            && let Err(e) = acc(Dir::NewToOld, false)
+        {
+            caller = Err(format!(
+                "old callers cannot read what the new version returns: {e}"
+            ));
         }
-        if implementer.is_ok() {
-            if let Err(e) = acc(Dir::OldToNew, false) {
-                implementer = Err(format!(
-                    "new callers cannot read what old implementations return: {e}"
-                ));
-            }
+        if implementer.is_ok()
+            && let Err(e) = acc(Dir::OldToNew, false)
+        {
+            implementer = Err(format!(
+                "new callers cannot read what old implementations return: {e}"
+            ));
         }
     }
     (caller, implementer)

@@ -57,12 +57,14 @@ mod compat;
 mod conformance;
 mod diff;
 mod package;
+mod registry;
 mod report;
 mod semver_gate;
 mod types;
 
 pub use conformance::{Conformance, HostInterfaces, check_exports, check_imports, wasi_0_2_12};
 pub use package::{Location, WitError, WitInterface, WitPackage, WitWorld};
+pub use registry::{Entry, Registry, RegistryError, Review, Status};
 pub use report::{Change, ChangeKind, Compatibility, Diff, Verdict};
 pub use semver_gate::{Bump, SemverCheck, check_semver};
 

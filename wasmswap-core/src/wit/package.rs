@@ -74,20 +74,6 @@ impl WitError {
     fn from_resolve(map: &SourceMap, e: &ResolveError) -> Self {
         Self::at(map, e.kind().span(), e.to_string(), e.render(map))
     }
-
-    /// Finds the typed parse or resolve error in an `anyhow` chain from
-    /// `wit-parser`'s filesystem functions, whose spans are in `map`.
-    fn from_anyhow(map: &SourceMap, e: &anyhow::Error) -> Self {
-        for layer in e.chain() {
-            if let Some(pe) = layer.downcast_ref::<ParseError>() {
-                return Self::from_parse(map, pe);
-            }
-            if let Some(re) = layer.downcast_ref::<ResolveError>() {
-                return Self::from_resolve(map, re);
-            }
-        }
-        Self::msg(format!("{e:#}"))
-    }
 }
 
 fn first_line(s: &str) -> String {
@@ -106,6 +92,69 @@ fn location(map: &SourceMap, span: Span) -> Option<Location> {
     let line = parts.next()?.parse().ok()?;
     let file = parts.next()?.to_string();
     Some(Location { file, line, column })
+}
+
+/// `wit-parser` 0.254–0.258 panics on the empty doc comment `/**/` (it
+/// strips `/**` and then cannot find `*/`). An empty comment is whitespace,
+/// so blank it out, keeping every offset (and so every error location).
+fn sanitize(text: &str) -> String {
+    text.replace("/**/", "    ")
+}
+
+/// Runs a `wit-parser` call so that a panic inside it (a parser bug on
+/// hostile input) becomes an error instead of taking the process down.
+fn guarded<T>(f: impl FnOnce() -> Result<T, WitError>) -> Result<T, WitError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => {
+            let why = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            tracing::warn!(%why, "wit-parser panicked");
+            Err(WitError::msg(format!(
+                "the WIT parser failed on this input: {why}"
+            )))
+        }
+    }
+}
+
+fn read_wit_file(path: &Path) -> Result<(String, String), WitError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| WitError::msg(format!("cannot read {}: {e}", path.display())))?;
+    Ok((path.display().to_string(), text))
+}
+
+fn sorted_entries(dir: &Path) -> Result<Vec<std::path::PathBuf>, WitError> {
+    let read = std::fs::read_dir(dir)
+        .map_err(|e| WitError::msg(format!("cannot read directory {}: {e}", dir.display())))?;
+    let mut out: Vec<_> = read.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    out.sort();
+    Ok(out)
+}
+
+fn borrow(files: &[(String, String)]) -> Vec<(&str, &str)> {
+    files
+        .iter()
+        .map(|(p, t)| (p.as_str(), t.as_str()))
+        .collect()
+}
+
+/// Every `*.wit` file directly in `dir`: one package.
+fn read_wit_dir(dir: &Path) -> Result<Vec<(String, String)>, WitError> {
+    let files: Vec<_> = sorted_entries(dir)?
+        .into_iter()
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "wit"))
+        .map(|p| read_wit_file(&p))
+        .collect::<Result<_, _>>()?;
+    if files.is_empty() {
+        return Err(WitError::msg(format!(
+            "no *.wit files in {}",
+            dir.display()
+        )));
+    }
+    Ok(files)
 }
 
 /// A resolved WIT package, with every package it depends on.
@@ -138,7 +187,7 @@ fn parse_group(files: &[(&str, &str)]) -> Result<UnresolvedPackageGroup, WitErro
     }
     let mut map = SourceMap::new();
     for (path, text) in files {
-        map.push_str(path, *text);
+        map.push_str(path, sanitize(text));
     }
     map.parse()
         .map_err(|(map, e)| WitError::from_parse(&map, &e))
@@ -155,6 +204,13 @@ impl WitPackage {
     /// file has its own `use` scope, as in a WIT directory), resolving it
     /// against `deps`, each dependency a package of one or more files.
     pub fn parse_files(files: &[(&str, &str)], deps: &[&[(&str, &str)]]) -> Result<Self, WitError> {
+        guarded(|| Self::parse_files_unguarded(files, deps))
+    }
+
+    fn parse_files_unguarded(
+        files: &[(&str, &str)],
+        deps: &[&[(&str, &str)]],
+    ) -> Result<Self, WitError> {
         let main = parse_group(files)?;
         let deps = deps
             .iter()
@@ -171,17 +227,30 @@ impl WitPackage {
     }
 
     /// Reads a WIT file, or a directory of `*.wit` files with an optional
-    /// `deps/` directory, as `wit-bindgen` and `cargo component` lay them out.
+    /// `deps/` directory (each dependency a `*.wit` file or a directory of
+    /// them), as `wit-bindgen` and `cargo component` lay them out.
     pub fn from_path(path: impl AsRef<Path>) -> Result<Self, WitError> {
-        let mut resolve = new_resolve();
-        let package = match resolve.push_path(path.as_ref()) {
-            Ok((package, _)) => package,
-            Err(e) => return Err(WitError::from_anyhow(&resolve.source_map, &e)),
+        let path = path.as_ref();
+        let main = if path.is_dir() {
+            read_wit_dir(path)?
+        } else {
+            vec![read_wit_file(path)?]
         };
-        Ok(WitPackage {
-            resolve: Arc::new(resolve),
-            package,
-        })
+        let mut deps = Vec::new();
+        let deps_dir = path.join("deps");
+        if path.is_dir() && deps_dir.is_dir() {
+            for entry in sorted_entries(&deps_dir)? {
+                if entry.is_dir() {
+                    deps.push(read_wit_dir(&entry)?);
+                } else if entry.extension().is_some_and(|e| e == "wit") {
+                    deps.push(vec![read_wit_file(&entry)?]);
+                }
+            }
+        }
+        let main = borrow(&main);
+        let deps: Vec<Vec<(&str, &str)>> = deps.iter().map(|d| borrow(d)).collect();
+        let deps: Vec<&[(&str, &str)]> = deps.iter().map(Vec::as_slice).collect();
+        Self::parse_files(&main, &deps)
     }
 
     /// `namespace:name@version` (the version only when there is one).
@@ -348,7 +417,7 @@ impl WitWorld {
                 "cannot decode a WIT world: the binary is {what}"
             )));
         }
-        match wit_component::decode(bytes) {
+        match guarded(|| Ok(wit_component::decode(bytes)))? {
             Ok(wit_component::DecodedWasm::Component(resolve, world)) => Ok(WitWorld {
                 resolve: Arc::new(resolve),
                 world,

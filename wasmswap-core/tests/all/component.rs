@@ -113,13 +113,20 @@ async fn bad_arguments_name_parameter_and_type() {
     let (p, e, _) = bad("add-u8", json!([1, -1])).await;
     assert_eq!((p.as_str(), e.as_str()), ("b", "u8"));
 
+    // A short array leaves trailing parameters null (fine for an option,
+    // an error naming the parameter otherwise); a long one is refused.
     let (p, e, pr) = bad("add-u8", json!([1])).await;
+    assert_eq!(
+        (p.as_str(), e.as_str(), pr.as_str()),
+        ("b", "u8", "got null")
+    );
+    let (p, e, pr) = bad("add-u8", json!([1, 2, 3])).await;
     assert_eq!(p, "arguments");
     assert!(
         e.contains("2 argument(s)") && e.contains("a: u8, b: u8"),
         "{e}"
     );
-    assert_eq!(pr, "got 1");
+    assert_eq!(pr, "got 3");
 
     let (p, e, pr) = bad("negate", json!(["yes"])).await;
     assert_eq!(

@@ -4,6 +4,7 @@ mod conformance;
 mod corpus;
 mod parse;
 mod props;
+mod registry;
 mod report;
 mod semver;
 mod wasi;

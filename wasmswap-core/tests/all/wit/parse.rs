@@ -168,3 +168,32 @@ fn a_core_module_or_garbage_has_no_world() {
     let e = WitWorld::from_component(&truncated).unwrap_err();
     assert!(e.message.contains("cannot decode"), "{e}");
 }
+
+/// Found by the `wit_diff` fuzz target: wit-parser 0.254 panics on the
+/// empty doc comment `/**/`. It must parse (it is only a comment), and
+/// locations after it on the same line must not move.
+#[test]
+fn an_empty_doc_comment_does_not_crash_the_parser() {
+    let p = pkg("package a:b;\n/**/ interface i { f: func(); }\n/**/\nworld w { export i; }\n");
+    assert_eq!(p.interface_names(), ["i"]);
+    let e = WitPackage::parse(
+        "x.wit",
+        "package a:b;\n/**/ interface i { f: func(x: nope); }\n",
+    )
+    .unwrap_err();
+    let at = e.location.unwrap();
+    assert_eq!((at.line, at.column), (2, 31), "{}", e.rendered);
+}
+
+#[test]
+fn from_path_reads_a_single_file_and_refuses_an_empty_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("one.wit");
+    std::fs::write(&file, "package a:b@1.0.0;\ninterface i { f: func(); }\n").unwrap();
+    assert_eq!(WitPackage::from_path(&file).unwrap().name(), "a:b@1.0.0");
+    let empty = tempfile::tempdir().unwrap();
+    let e = WitPackage::from_path(empty.path()).unwrap_err();
+    assert!(e.message.starts_with("no *.wit files in "), "{e}");
+    let e = WitPackage::from_path(dir.path().join("missing.wit")).unwrap_err();
+    assert!(e.message.starts_with("cannot read "), "{e}");
+}
