@@ -195,9 +195,8 @@ pub(crate) fn exports(engine: &wasmtime::Engine, compiled: &Compiled) -> Vec<Exp
 /// Decodes a component's own world and prints it as WIT. `None` for core
 /// modules or when the component carries no decodable type information.
 pub(crate) fn component_wit(bytes: &[u8]) -> Option<String> {
-    let decoded = wit_component::decode(bytes).ok()?;
-    let mut printer = wit_component::WitPrinter::default();
-    let package = decoded.package();
-    printer.print(decoded.resolve(), package, &[]).ok()?;
-    Some(printer.output.to_string())
+    crate::wit::WitWorld::from_component(bytes)
+        .ok()?
+        .to_wit()
+        .ok()
 }

@@ -44,8 +44,19 @@ impl<'a> Ty<'a> {
         display(self.resolve, &self.ty)
     }
 
+    /// Through aliases, and from an anonymous `own<r>` (how a decoded
+    /// component spells a handle) to `r` (how parsed WIT spells it).
     fn unaliased(self) -> Self {
-        self.with(unalias(self.resolve, self.ty))
+        let t = self.with(unalias(self.resolve, self.ty));
+        match t.ty {
+            Type::Id(id) => match &t.resolve.types[id].kind {
+                TypeDefKind::Handle(Handle::Own(r)) if t.resolve.types[id].name.is_none() => {
+                    t.with(unalias(t.resolve, Type::Id(*r)))
+                }
+                _ => t,
+            },
+            _ => t,
+        }
     }
 
     /// Whether the type (through aliases) is an `option`.
@@ -83,6 +94,33 @@ fn widens(w: Type, r: Type) -> bool {
 /// Whether every value the writer's type can hold is read by the reader's
 /// type; `Err` says which value would not be.
 pub(crate) fn accepts(w: Ty<'_>, r: Ty<'_>, strict: bool) -> Result<(), String> {
+    check(w, r, strict, false)
+}
+
+/// The version-free key of a named type (through `own` handles, which name
+/// the resource itself).
+fn named_key(t: Ty<'_>) -> Option<String> {
+    match t.ty {
+        Type::Id(id) => match &t.resolve.types[id].kind {
+            TypeDefKind::Handle(Handle::Own(r)) if t.resolve.types[id].name.is_none() => {
+                type_key(t.resolve, *r)
+            }
+            _ => type_key(t.resolve, id),
+        },
+        _ => None,
+    }
+}
+
+/// `nested`: inside the compared types, a named type met on both sides
+/// under one name is taken as read: the diff reports its own changes at
+/// that type, so they are not judged again wherever it is used.
+fn check(w: Ty<'_>, r: Ty<'_>, strict: bool, nested: bool) -> Result<(), String> {
+    if nested
+        && let (Some(a), Some(b)) = (named_key(w), named_key(r))
+        && a == b
+    {
+        return Ok(());
+    }
     let (w, r) = (w.unaliased(), r.unaliased());
     let mismatch = || Err(format!("`{}` does not read as `{}`", w.text(), r.text()));
     match (w.kind(), r.kind()) {
@@ -95,7 +133,7 @@ pub(crate) fn accepts(w: Ty<'_>, r: Ty<'_>, strict: bool) -> Result<(), String> 
         }
         // A plain value reads as `some(value)`.
         (wk, Some(TypeDefKind::Option(rt))) if !matches!(wk, Some(TypeDefKind::Option(_))) => {
-            accepts(w, r.with(*rt), strict)
+            check(w, r.with(*rt), strict, true)
         }
         (None, Some(_)) | (Some(_), None) => mismatch(),
         (Some(wk), Some(rk)) => accepts_def(w, wk, r, rk, strict).map_err(|e| {
@@ -117,7 +155,7 @@ fn payload(
 ) -> Result<(), String> {
     match (wt, rt) {
         (None, None) => Ok(()),
-        (Some(a), Some(b)) => accepts(w.with(a), r.with(b), strict),
+        (Some(a), Some(b)) => check(w.with(a), r.with(b), strict, true),
         (Some(a), None) => Err(format!(
             "a `{}` payload is not read",
             display(w.resolve, &a)
@@ -137,7 +175,7 @@ fn accepts_def(
         (TypeDefKind::Record(a), TypeDefKind::Record(b)) => {
             for rf in &b.fields {
                 match a.fields.iter().find(|f| f.name == rf.name) {
-                    Some(wf) => accepts(w.with(wf.ty), r.with(rf.ty), strict)
+                    Some(wf) => check(w.with(wf.ty), r.with(rf.ty), strict, true)
                         .map_err(|e| format!("field `{}`: {e}", rf.name))?,
                     None if r.with(rf.ty).is_option() => {}
                     None => return Err(format!("field `{}` is missing", rf.name)),
@@ -185,21 +223,23 @@ fn accepts_def(
                 None => Ok(()),
             }
         }
-        (TypeDefKind::Option(a), TypeDefKind::Option(b)) => accepts(w.with(*a), r.with(*b), strict),
+        (TypeDefKind::Option(a), TypeDefKind::Option(b)) => {
+            check(w.with(*a), r.with(*b), strict, true)
+        }
         (TypeDefKind::Result(a), TypeDefKind::Result(b)) => {
             payload(w, a.ok, r, b.ok, strict).map_err(|e| format!("ok: {e}"))?;
             payload(w, a.err, r, b.err, strict).map_err(|e| format!("err: {e}"))
         }
-        (TypeDefKind::List(a), TypeDefKind::List(b)) => accepts(w.with(*a), r.with(*b), strict),
+        (TypeDefKind::List(a), TypeDefKind::List(b)) => check(w.with(*a), r.with(*b), strict, true),
         (TypeDefKind::FixedLengthList(a, n), TypeDefKind::FixedLengthList(b, m)) if n == m => {
-            accepts(w.with(*a), r.with(*b), strict)
+            check(w.with(*a), r.with(*b), strict, true)
         }
         (TypeDefKind::FixedLengthList(a, _), TypeDefKind::List(b)) => {
-            accepts(w.with(*a), r.with(*b), strict)
+            check(w.with(*a), r.with(*b), strict, true)
         }
         (TypeDefKind::Map(ak, av), TypeDefKind::Map(bk, bv)) => {
-            accepts(w.with(*ak), r.with(*bk), strict)?;
-            accepts(w.with(*av), r.with(*bv), strict)
+            check(w.with(*ak), r.with(*bk), strict, true)?;
+            check(w.with(*av), r.with(*bv), strict, true)
         }
         (TypeDefKind::Tuple(a), TypeDefKind::Tuple(b)) => {
             if a.types.len() != b.types.len() {
@@ -210,7 +250,8 @@ fn accepts_def(
                 ));
             }
             for (i, (x, y)) in a.types.iter().zip(&b.types).enumerate() {
-                accepts(w.with(*x), r.with(*y), strict).map_err(|e| format!("element {i}: {e}"))?;
+                check(w.with(*x), r.with(*y), strict, true)
+                    .map_err(|e| format!("element {i}: {e}"))?;
             }
             Ok(())
         }
@@ -271,11 +312,7 @@ pub(crate) fn same_abi(a: Ty<'_>, b: Ty<'_>) -> bool {
 /// name only: a change inside a named type is reported at that type, so a
 /// field or parameter that names it has not changed.
 pub(crate) fn same_shallow(a: Ty<'_>, b: Ty<'_>) -> bool {
-    let named = |t: Ty<'_>| match t.ty {
-        Type::Id(id) => type_key(t.resolve, id),
-        _ => None,
-    };
-    match (named(a), named(b)) {
+    match (named_key(a), named_key(b)) {
         (Some(x), Some(y)) => x == y,
         (Some(_), None) | (None, Some(_)) => false,
         (None, None) => match (a.kind(), b.kind()) {

@@ -57,6 +57,16 @@ fn shown(resolve: &Resolve, id: InterfaceId) -> String {
         .unwrap_or_else(|| "<inline interface>".into())
 }
 
+/// Changes (from what is required to what is there) that break callers, or
+/// that alter the canonical ABI: a component's imports and exports are
+/// linked, and wasmtime type-checks a link exactly, so a widened integer
+/// that a JSON caller would not notice still fails to instantiate.
+fn linking_problems(diff: &super::Diff) -> impl Iterator<Item = &Change> {
+    diff.changes
+        .iter()
+        .filter(|c| Compatibility::Callers.is_broken_by(c) || c.abi_breaking)
+}
+
 /// Checks that `component` exports `contract`: an export of the same
 /// interface on the same semver track, whose every function and type works
 /// for callers written against the contract.
@@ -102,9 +112,9 @@ pub fn check_exports(component: &WitWorld, contract: &WitInterface) -> Conforman
         );
     }
     let mut differ = Differ::new(cr, wr);
-    differ.interface(cid, export, Role::Direct, None, None);
+    differ.interface(cid, export, Role::Direct, None);
     let diff = differ.finish(shown(cr, cid), shown(wr, export));
-    let broken: Vec<Change> = diff.breaking(Compatibility::Callers).cloned().collect();
+    let broken: Vec<Change> = linking_problems(&diff).cloned().collect();
     let problems = broken
         .iter()
         .map(|c| match c.kind {
@@ -114,9 +124,13 @@ pub fn check_exports(component: &WitWorld, contract: &WitInterface) -> Conforman
                     c.path
                 )
             }
-            _ => format!(
+            _ if c.callers.is_breaking() => format!(
                 "{}: {}, so callers of the contract break ({})",
                 c.path, c.kind, c.reason
+            ),
+            _ => format!(
+                "{}: {}, which changes the ABI callers link against",
+                c.path, c.kind
             ),
         })
         .collect();
@@ -124,7 +138,7 @@ pub fn check_exports(component: &WitWorld, contract: &WitInterface) -> Conforman
 }
 
 /// The interfaces a host implements for the components it runs.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct HostInterfaces {
     provided: Vec<(Arc<Resolve>, InterfaceId)>,
 }
@@ -268,10 +282,10 @@ pub fn check_imports(component: &WitWorld, host: &HostInterfaces) -> Conformance
                     continue;
                 };
                 let mut differ = Differ::new(wr, hr);
-                differ.interface(*id, *hid, Role::Direct, None, None);
+                differ.interface(*id, *hid, Role::Direct, None);
                 let diff = differ.finish(shown(wr, *id), shown(hr, *hid));
                 let host_name = shown(hr, *hid);
-                for c in diff.breaking(Compatibility::Callers) {
+                for c in linking_problems(&diff) {
                     problems.push(match c.kind {
                         ChangeKind::FunctionRemoved { .. } => {
                             format!(
@@ -279,9 +293,13 @@ pub fn check_imports(component: &WitWorld, host: &HostInterfaces) -> Conformance
                                 c.path
                             )
                         }
-                        _ => format!(
+                        _ if c.callers.is_breaking() => format!(
                             "{}: {} in the host's {host_name} ({})",
                             c.path, c.kind, c.reason
+                        ),
+                        _ => format!(
+                            "{}: {} in the host's {host_name}, which changes the ABI and fails to link",
+                            c.path, c.kind
                         ),
                     });
                     changes.push(c.clone());

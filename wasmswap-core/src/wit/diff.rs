@@ -166,6 +166,9 @@ pub(crate) struct Differ<'a> {
     /// interface).
     type_gates: HashMap<String, String>,
     walked: HashSet<(bool, TypeId, bool, bool)>,
+    /// The definition each side's signatures actually reach, by key: when a
+    /// resolve holds two versions of a package, this is the one in use.
+    reached: HashMap<(bool, String), TypeId>,
     diffed_interfaces: HashSet<(InterfaceId, InterfaceId, Role)>,
 }
 
@@ -197,6 +200,7 @@ impl<'a> Differ<'a> {
             reachable: BTreeSet::new(),
             type_gates: HashMap::new(),
             walked: HashSet::new(),
+            reached: HashMap::new(),
             diffed_interfaces: HashSet::new(),
         }
     }
@@ -253,6 +257,7 @@ impl<'a> Differ<'a> {
         }
         let resolve = self.side(new).resolve;
         if let Some(key) = type_key(resolve, id) {
+            self.reached.entry((new, key.clone())).or_insert(id);
             let f = self.flows.entry(key.clone()).or_default();
             *f = f.union(flows);
             self.reachable.insert(key);
@@ -325,7 +330,11 @@ impl<'a> Differ<'a> {
         match (old, new) {
             (None, None) => {}
             (None, Some(f)) => {
-                self.walk_function(true, f, role);
+                // Unstable functions promise nothing, so their uses do not
+                // decide how a shared type's changes are judged.
+                if gate.is_none() {
+                    self.walk_function(true, f, role);
+                }
                 let kind = ChangeKind::FunctionAdded {
                     signature: self.signature(true, f),
                 };
@@ -342,7 +351,9 @@ impl<'a> Differ<'a> {
                 self.push(path, kind, verdicts, false, "additive", gate);
             }
             (Some(f), None) => {
-                self.walk_function(false, f, role);
+                if gate.is_none() {
+                    self.walk_function(false, f, role);
+                }
                 let kind = ChangeKind::FunctionRemoved {
                     signature: self.signature(false, f),
                 };
@@ -353,8 +364,10 @@ impl<'a> Differ<'a> {
                 self.push(path, kind, verdicts, false, "", gate);
             }
             (Some(a), Some(b)) => {
-                self.walk_function(false, a, role);
-                self.walk_function(true, b, role);
+                if gate.is_none() {
+                    self.walk_function(false, a, role);
+                    self.walk_function(true, b, role);
+                }
                 self.function_body(&path, a, b, role, gate);
                 self.stability(&path, &a.stability, &b.stability, role);
             }
@@ -579,7 +592,6 @@ impl<'a> Differ<'a> {
         old: InterfaceId,
         new: InterfaceId,
         role: Role,
-        inline_prefix: Option<String>,
         outer_gate: Option<&str>,
     ) {
         if !self.diffed_interfaces.insert((old, new, role)) {
@@ -587,23 +599,17 @@ impl<'a> Differ<'a> {
         }
         let (or, nr) = (self.old.resolve, self.new.resolve);
         let (oi, ni) = (&or.interfaces[old], &nr.interfaces[new]);
-        let prefix = match inline_prefix {
-            Some(p) => Prefix(format!("{p}.")),
-            None => Prefix(format!(
-                "{}#",
-                interface_path(nr, new).unwrap_or_else(|| "<interface>".into())
-            )),
-        };
+        // Items of a named interface follow `#`; those of an interface
+        // written inline in a world (itself `world#name`) follow `.`.
+        let sep = if ni.name.is_some() { '#' } else { '.' };
+        let path = |r: &Resolve, id| interface_path(r, id).unwrap_or_else(|| "<interface>".into());
+        let prefix = Prefix(format!("{}{sep}", path(nr, new)));
+        let old_prefix = Prefix(format!("{}{sep}", path(or, old)));
         let gate = outer_gate
             .map(str::to_string)
             .or_else(|| unstable_gate(Some(&oi.stability), Some(&ni.stability)));
         if oi.name.is_some() {
-            self.stability(
-                prefix.0.trim_end_matches('#'),
-                &oi.stability,
-                &ni.stability,
-                role,
-            );
+            self.stability(&path(nr, new), &oi.stability, &ni.stability, role);
         }
         let mut names: IndexMap<String, (Option<&Function>, Option<&Function>)> = IndexMap::new();
         for f in oi.functions.values() {
@@ -613,16 +619,10 @@ impl<'a> Differ<'a> {
             names.entry(function_name(nr, f)).or_default().1 = Some(f);
         }
         for (name, (a, b)) in names {
-            let path = match (a, b) {
-                (None, Some(_)) | (Some(_), Some(_)) => prefix.item(&name),
-                // A removed item is named as it was, with the old version.
-                _ => match &prefix.0 {
-                    p if p.ends_with('#') => format!(
-                        "{}#{name}",
-                        interface_path(or, old).unwrap_or_else(|| p.trim_end_matches('#').into())
-                    ),
-                    _ => prefix.item(&name),
-                },
+            // A removed item is named as it was, with the old version.
+            let path = match b {
+                Some(_) => prefix.item(&name),
+                None => old_prefix.item(&name),
             };
             self.function(path, a, b, role, gate.as_deref());
         }
@@ -713,16 +713,41 @@ impl<'a> Differ<'a> {
         self.stability(&base_new, &ow.stability, &nw.stability, Role::Direct);
         let gate = unstable_gate(Some(&ow.stability), Some(&nw.stability));
         for (export, role) in [(false, Role::Swapped), (true, Role::Direct)] {
-            let pick = |r: &'a Resolve,
-                        w: &'a wit_parser::World|
-             -> IndexMap<String, (&'a WorldKey, &'a WorldItem)> {
+            // Items are matched by version-free name, unless a world holds
+            // two versions of one interface: then the versions tell them apart.
+            type Item<'x> = (String, String, &'x WorldKey, &'x WorldItem);
+            let raw = |r: &'a Resolve, w: &'a wit_parser::World| -> Vec<Item<'a>> {
                 let items = if export { &w.exports } else { &w.imports };
                 items
                     .iter()
-                    .map(|(k, v)| (world_item_key(r, k), (k, v)))
+                    .map(|(k, v)| (world_item_key(r, k), r.name_world_key(k), k, v))
                     .collect()
             };
-            let (a, b) = (pick(or, ow), pick(nr, nw));
+            let (ra, rb) = (raw(or, ow), raw(nr, nw));
+            let mut count: HashMap<(bool, &str), usize> = HashMap::new();
+            for (side, items) in [(false, &ra), (true, &rb)] {
+                for (key, ..) in items {
+                    *count.entry((side, key.as_str())).or_default() += 1;
+                }
+            }
+            let ambiguous = |key: &str| {
+                count.get(&(false, key)).copied().unwrap_or(0) > 1
+                    || count.get(&(true, key)).copied().unwrap_or(0) > 1
+            };
+            let keyed = |items: &[Item<'a>]| -> IndexMap<String, (&'a WorldKey, &'a WorldItem)> {
+                items
+                    .iter()
+                    .map(|(key, full, k, v)| {
+                        let key = if ambiguous(key) {
+                            full.clone()
+                        } else {
+                            key.clone()
+                        };
+                        (key, (*k, *v))
+                    })
+                    .collect()
+            };
+            let (a, b) = (keyed(&ra), keyed(&rb));
             let keys: Vec<String> = a
                 .keys()
                 .chain(b.keys())
@@ -760,11 +785,11 @@ impl<'a> Differ<'a> {
                             g.as_deref(),
                         );
                     }
-                    (Some((ka, ia)), Some((_, ib))) => {
+                    (Some((_, ia)), Some((_, ib))) => {
                         let g = gate.clone().or_else(|| {
                             unstable_gate(Some(ia.stability(or)), Some(ib.stability(nr)))
                         });
-                        self.world_item_both(&path_new, ka, ia, ib, role, nested, g.as_deref());
+                        self.world_item_both(&path_new, ia, ib, role, nested, g.as_deref());
                     }
                 }
             }
@@ -813,7 +838,6 @@ impl<'a> Differ<'a> {
     fn world_item_both(
         &mut self,
         path: &str,
-        key: &WorldKey,
         a: &WorldItem,
         b: &WorldItem,
         role: Role,
@@ -821,13 +845,23 @@ impl<'a> Differ<'a> {
         gate: Option<&str>,
     ) {
         match (a, b) {
-            (WorldItem::Interface { id: ia, .. }, WorldItem::Interface { id: ib, .. }) => {
-                let inline = matches!(key, WorldKey::Name(_))
-                    || self.old.resolve.interfaces[*ia].name.is_none();
-                if inline {
-                    self.interface(*ia, *ib, role, Some(path.to_string()), gate);
-                } else if nested {
-                    self.interface(*ia, *ib, role, None, gate);
+            (
+                WorldItem::Interface {
+                    id: ia,
+                    stability: sa,
+                    ..
+                },
+                WorldItem::Interface {
+                    id: ib,
+                    stability: sb,
+                    ..
+                },
+            ) => {
+                // The import or export statement's own `@since`/`@unstable`.
+                self.stability(path, sa, sb, role);
+                let inline = self.old.resolve.interfaces[*ia].name.is_none();
+                if inline || nested {
+                    self.interface(*ia, *ib, role, gate);
                 }
             }
             (WorldItem::Function(f), WorldItem::Function(g)) => {
@@ -857,8 +891,13 @@ impl<'a> Differ<'a> {
     pub(crate) fn finish(mut self, old_name: String, new_name: String) -> Diff {
         let keys: BTreeSet<String> = self.scope_types.union(&self.reachable).cloned().collect();
         for key in keys {
-            let a = self.old.types.get(&key).copied();
-            let b = self.new.types.get(&key).copied();
+            let pick = |new: bool, side: &Side<'_>| {
+                self.reached
+                    .get(&(new, key.clone()))
+                    .or_else(|| side.types.get(&key))
+                    .copied()
+            };
+            let (a, b) = (pick(false, &self.old), pick(true, &self.new));
             let in_scope = self.scope_types.contains(&key);
             let flows = match self.flows.get(&key) {
                 Some(f) if !f.is_empty() => *f,

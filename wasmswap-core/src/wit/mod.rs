@@ -83,7 +83,7 @@ pub fn diff_packages(old: &WitPackage, new: &WitPackage) -> Diff {
     );
     for (name, &a) in &oi {
         match ni.get(name) {
-            Some(&b) => d.interface(a, b, Role::Direct, None, None),
+            Some(&b) => d.interface(a, b, Role::Direct, None),
             None => d.removed_interface(a),
         }
     }
@@ -113,7 +113,7 @@ pub fn diff_packages(old: &WitPackage, new: &WitPackage) -> Diff {
 /// Every change between two versions of one interface.
 pub fn diff_interfaces(old: &WitInterface, new: &WitInterface) -> Diff {
     let mut d = Differ::new(&old.resolve, &new.resolve);
-    d.interface(old.interface, new.interface, Role::Direct, None, None);
+    d.interface(old.interface, new.interface, Role::Direct, None);
     d.finish(old.name(), new.name())
 }
 

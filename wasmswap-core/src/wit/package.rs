@@ -157,6 +157,34 @@ fn read_wit_dir(dir: &Path) -> Result<Vec<(String, String)>, WitError> {
     Ok(files)
 }
 
+/// `wit-parser` accepts a record, variant, enum or flags type that names a
+/// member twice (the component model does not); refuse it here, with the
+/// duplicate's location. Found by the `wit_diff` fuzz target.
+fn check_unique_names(resolve: &Resolve) -> Result<(), WitError> {
+    use wit_parser::TypeDefKind;
+    for (_, def) in resolve.types.iter() {
+        let members: Vec<(&str, Span)> = match &def.kind {
+            TypeDefKind::Record(r) => r.fields.iter().map(|f| (f.name.as_str(), f.span)).collect(),
+            TypeDefKind::Variant(v) => v.cases.iter().map(|c| (c.name.as_str(), c.span)).collect(),
+            TypeDefKind::Enum(e) => e.cases.iter().map(|c| (c.name.as_str(), c.span)).collect(),
+            TypeDefKind::Flags(f) => f.flags.iter().map(|f| (f.name.as_str(), f.span)).collect(),
+            _ => continue,
+        };
+        let mut seen = std::collections::HashSet::new();
+        for (name, span) in members {
+            if !seen.insert(name) {
+                let what = def.kind.as_str();
+                let owner = def.name.as_deref().unwrap_or("<anonymous>");
+                let message = format!("{what} `{owner}` has two members named `{name}`");
+                let at = resolve.source_map.render_location(span);
+                let rendered = format!("{message}\n     --> {at}");
+                return Err(WitError::at(&resolve.source_map, span, message, rendered));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A resolved WIT package, with every package it depends on.
 ///
 /// Items gated by `@unstable(feature = …)` are kept (all features are on),
@@ -220,6 +248,7 @@ impl WitPackage {
         let package = resolve
             .push_groups(main, deps)
             .map_err(|e| WitError::from_resolve(&resolve.source_map, &e))?;
+        check_unique_names(&resolve)?;
         Ok(WitPackage {
             resolve: Arc::new(resolve),
             package,
@@ -320,12 +349,18 @@ impl WitPackage {
     }
 
     /// Another package this one's resolve holds (a dependency), by
-    /// `namespace:name` with or without `@version`.
+    /// `namespace:name@version`, or by `namespace:name` for its latest
+    /// version there.
     pub fn dependency(&self, name: &str) -> Result<WitPackage, WitError> {
-        let found = self.resolve.packages.iter().find(|(_, p)| {
-            let full = p.name.to_string();
-            full == name || format!("{}:{}", p.name.namespace, p.name.name) == name
-        });
+        let found = self
+            .resolve
+            .packages
+            .iter()
+            .filter(|(_, p)| {
+                let full = p.name.to_string();
+                full == name || format!("{}:{}", p.name.namespace, p.name.name) == name
+            })
+            .max_by(|(_, a), (_, b)| a.name.version.cmp(&b.name.version));
         match found {
             Some((id, _)) => Ok(WitPackage {
                 resolve: self.resolve.clone(),
@@ -385,6 +420,16 @@ impl WitInterface {
     pub fn version(&self) -> Option<&semver::Version> {
         let pkg = self.resolve.interfaces[self.interface].package?;
         self.resolve.packages[pkg].name.version.as_ref()
+    }
+
+    /// The underlying `wit-parser` resolve.
+    pub fn resolve(&self) -> &Resolve {
+        &self.resolve
+    }
+
+    /// The interface's id in [`WitInterface::resolve`].
+    pub fn id(&self) -> InterfaceId {
+        self.interface
     }
 }
 

@@ -66,6 +66,12 @@ pub struct Review {
     pub diff: Option<Diff>,
     /// Whether the version bump permits them.
     pub semver: Option<SemverCheck>,
+    /// When the version lands between two registered ones (a backport),
+    /// the version just above it…
+    pub next: Option<String>,
+    /// …and whether the bump from the new version up to that one still
+    /// permits what changes between them.
+    pub next_semver: Option<SemverCheck>,
     /// Some change breaks the people the compatibility policy protects.
     pub breaking: bool,
     /// It must be approved before use (breaking changes need a person).
@@ -141,32 +147,37 @@ impl Registry {
         {
             return Err(RegistryError::Duplicate(id));
         }
-        let previous = self
-            .interfaces
-            .get(&key)
-            .and_then(|versions| versions.range(..version.clone()).next_back())
+        let versions = self.interfaces.get(&key);
+        let previous = versions
+            .and_then(|v| v.range(..version.clone()).next_back())
             .map(|(_, e)| e);
-        let Some(prev) = previous else {
-            return Ok(Review {
-                id,
-                previous: None,
-                diff: None,
-                semver: None,
-                breaking: false,
-                needs_approval: false,
-            });
-        };
-        let diff = diff_interfaces(&prev.interface, &iface);
-        let semver = check_semver(&prev.version, &version, &diff, compatibility);
-        let breaking = diff.breaking(compatibility).next().is_some();
-        Ok(Review {
+        let next = versions
+            .and_then(|v| v.range(version.clone()..).next())
+            .map(|(_, e)| e);
+        let mut review = Review {
             id,
-            previous: Some(prev.id.clone()),
-            diff: Some(diff),
-            semver: Some(semver),
-            breaking,
-            needs_approval: breaking,
-        })
+            previous: None,
+            diff: None,
+            semver: None,
+            next: None,
+            next_semver: None,
+            breaking: false,
+            needs_approval: false,
+        };
+        if let Some(prev) = previous {
+            let diff = diff_interfaces(&prev.interface, &iface);
+            review.semver = Some(check_semver(&prev.version, &version, &diff, compatibility));
+            review.breaking = diff.breaking(compatibility).next().is_some();
+            review.needs_approval = review.breaking;
+            review.previous = Some(prev.id.clone());
+            review.diff = Some(diff);
+        }
+        if let Some(next) = next {
+            let diff = diff_interfaces(&iface, &next.interface);
+            review.next_semver = Some(check_semver(&version, &next.version, &diff, compatibility));
+            review.next = Some(next.id.clone());
+        }
+        Ok(review)
     }
 
     /// Registers interface `name` of `package` as a draft. Refused when the
@@ -178,7 +189,12 @@ impl Registry {
         compatibility: Compatibility,
     ) -> Result<&Entry, RegistryError> {
         let review = self.review(package, name, compatibility)?;
-        if let Some(gate) = review.semver.as_ref().filter(|g| !g.allowed) {
+        let refused = [&review.semver, &review.next_semver]
+            .into_iter()
+            .flatten()
+            .find(|g| !g.allowed)
+            .cloned();
+        if let Some(gate) = refused {
             return Err(RegistryError::SemverRefused {
                 id: review.id.clone(),
                 reason: gate.reason.clone(),

@@ -36,7 +36,8 @@ pub enum Compatibility {
     /// Both.
     Both,
     /// No promise: every change is allowed.
-    None,
+    #[serde(rename = "none")]
+    NoPromise,
 }
 
 impl Compatibility {
@@ -48,13 +49,14 @@ impl Compatibility {
             Compatibility::Both => {
                 change.callers.is_breaking() || change.implementers.is_breaking()
             }
-            Compatibility::None => false,
+            Compatibility::NoPromise => false,
         }
     }
 }
 
 /// What changed. Type texts are WIT (`list<u8>`, `option<my-record>`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 #[serde(
     tag = "change",
     rename_all = "kebab-case",

@@ -16,7 +16,7 @@ use super::report::{Compatibility, Diff};
 #[serde(rename_all = "kebab-case")]
 pub enum Bump {
     /// The same version.
-    None,
+    Same,
     /// Only the patch number (or the pre-release/build part) increased.
     Patch,
     /// The minor number increased.
@@ -46,7 +46,7 @@ pub struct SemverCheck {
 impl std::fmt::Display for Bump {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Bump::None => "no",
+            Bump::Same => "no",
             Bump::Patch => "patch",
             Bump::Minor => "minor",
             Bump::Major => "major",
@@ -62,7 +62,7 @@ fn bump(old: &Version, new: &Version) -> Bump {
     } else if new > old {
         Bump::Patch
     } else {
-        Bump::None
+        Bump::Same
     }
 }
 
@@ -71,7 +71,7 @@ fn bump(old: &Version, new: &Version) -> Bump {
 /// minor (a patch below 1.0), and no change at all nothing.
 fn required(old: &Version, breaking: bool, changed: bool) -> Bump {
     match (breaking, changed, old.major, old.minor) {
-        (_, false, ..) => Bump::None,
+        (_, false, ..) => Bump::Same,
         (true, _, 0, 0) => Bump::Patch,
         (true, _, 0, _) => Bump::Minor,
         (true, ..) => Bump::Major,
@@ -106,6 +106,11 @@ pub fn check_semver(
         (
             true,
             format!("{new} is a pre-release, which promises no compatibility"),
+        )
+    } else if !old.pre.is_empty() && new > old {
+        (
+            true,
+            format!("{old} was a pre-release, which promised no compatibility"),
         )
     } else if actual >= need {
         let what = match (breaking, changed) {

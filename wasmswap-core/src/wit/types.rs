@@ -11,15 +11,31 @@ use wit_parser::{
 
 /// `namespace:package/name` without a version, so that `wasi:io/streams`
 /// at 0.2.0 and at 0.2.12 are the same interface.
+/// An interface written inline in a world (`import h: interface { … }`)
+/// is keyed `ns:pkg/world#h`.
 pub(crate) fn interface_key(resolve: &Resolve, id: InterfaceId) -> Option<String> {
     let iface = &resolve.interfaces[id];
+    let Some(name) = iface.name.as_ref() else {
+        let (world, key) = inline_owner(resolve, id)?;
+        return Some(format!("{}#{key}", world_key(resolve, world)));
+    };
     let pkg = &resolve.packages[iface.package?].name;
-    Some(format!(
-        "{}:{}/{}",
-        pkg.namespace,
-        pkg.name,
-        iface.name.as_ref()?
-    ))
+    Some(format!("{}:{}/{}", pkg.namespace, pkg.name, name))
+}
+
+/// The world and item name an inline interface is declared under.
+fn inline_owner(resolve: &Resolve, id: InterfaceId) -> Option<(WorldId, String)> {
+    resolve.worlds.iter().find_map(|(wid, w)| {
+        w.imports
+            .iter()
+            .chain(w.exports.iter())
+            .find_map(|(k, item)| match (k, item) {
+                (WorldKey::Name(n), wit_parser::WorldItem::Interface { id: i, .. }) if *i == id => {
+                    Some((wid, n.clone()))
+                }
+                _ => None,
+            })
+    })
 }
 
 /// `namespace:package/world` without a version.
@@ -36,7 +52,10 @@ pub(crate) fn world_key(resolve: &Resolve, id: WorldId) -> String {
 
 /// The name a report shows for an interface: with its version.
 pub(crate) fn interface_path(resolve: &Resolve, id: InterfaceId) -> Option<String> {
-    resolve.id_of(id)
+    resolve.id_of(id).or_else(|| {
+        let (world, key) = inline_owner(resolve, id)?;
+        Some(format!("{}#{key}", world_path(resolve, world)))
+    })
 }
 
 /// The name a report shows for a world: with its package's version.
@@ -76,12 +95,15 @@ pub(crate) fn type_key(resolve: &Resolve, id: TypeId) -> Option<String> {
 pub(crate) fn type_path(resolve: &Resolve, id: TypeId) -> Option<String> {
     let def = &resolve.types[id];
     let name = def.name.as_ref()?;
-    let owner = match def.owner {
-        TypeOwner::Interface(i) => interface_path(resolve, i)?,
-        TypeOwner::World(w) => world_path(resolve, w),
+    Some(match def.owner {
+        // An inline interface's path already ends in `#item`.
+        TypeOwner::Interface(i) if resolve.interfaces[i].name.is_none() => {
+            format!("{}.{name}", interface_path(resolve, i)?)
+        }
+        TypeOwner::Interface(i) => format!("{}#{name}", interface_path(resolve, i)?),
+        TypeOwner::World(w) => format!("{}#{name}", world_path(resolve, w)),
         TypeOwner::None => return None,
-    };
-    Some(format!("{owner}#{name}"))
+    })
 }
 
 /// Every named type of a resolve by version-free key. When a resolve

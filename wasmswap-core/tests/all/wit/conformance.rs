@@ -205,3 +205,52 @@ fn two_builds_of_one_component_diff_as_worlds() {
     assert!(diff.breaks_implementers(), "{diff}");
     assert_eq!(diff.changes.len(), 2, "{diff}");
 }
+
+const FILES: &str = "package t:app@1.0.0;
+interface files {
+  resource file {
+    constructor(path: string);
+    read: func(n: u32) -> list<u8>;
+    open: static func(path: string) -> file;
+  }
+  get: func() -> file;
+  pair: func() -> tuple<file, file>;
+}
+world app { export files; }
+";
+
+#[test]
+fn a_decoded_component_matches_the_wit_it_was_built_from() {
+    // Decoded components spell an owned handle `own<file>`; parsed WIT
+    // spells it `file`. They are the same type.
+    let bytes = component_for(FILES);
+    let decoded = WitWorld::from_component(&bytes).unwrap();
+    let parsed = pkg(FILES);
+    let diff = wit::diff_worlds(&parsed.world("app").unwrap(), &decoded);
+    assert!(diff.is_empty(), "{diff}");
+    let c = wit::check_exports(&decoded, &parsed.interface("files").unwrap());
+    assert!(c.satisfied, "{:?}", c.problems);
+}
+
+#[test]
+fn an_import_whose_abi_changed_does_not_link() {
+    let bytes = component_for(
+        "package t:app;\nworld app { import t:lib/log@1.0.0; export run: func(); }\npackage t:lib@1.0.0 { interface log { write: func(level: u8); } }\n",
+    );
+    let world = WitWorld::from_component(&bytes).unwrap();
+    // The host's 1.1.0 widened the parameter: fine for a JSON caller, but
+    // the component was compiled against u8 and would not link.
+    let host_pkg = pkg("package t:lib@1.1.0;\ninterface log { write: func(level: u32); }\n");
+    let host = HostInterfaces::default().with_interface(&host_pkg.interface("log").unwrap());
+    let c = wit::check_imports(&world, &host);
+    assert_eq!(
+        c.problems,
+        [
+            "t:lib/log@1.1.0#write: parameter `level` changed from u8 to u32 in the host's t:lib/log@1.1.0, which changes the ABI and fails to link"
+        ]
+    );
+    let same =
+        pkg("package t:lib@1.1.0;\ninterface log { write: func(level: u8); flush: func(); }\n");
+    let host = HostInterfaces::default().with_interface(&same.interface("log").unwrap());
+    assert!(wit::check_imports(&world, &host).satisfied);
+}

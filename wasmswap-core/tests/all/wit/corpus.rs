@@ -461,6 +461,46 @@ const CORPUS: &[Pair] = &[
         "enum level { low, high } f: func();",
         &[("#level.high", "case-added", BREAK, BREAK, true)],
     ),
+    // --- found in review ----------------------------------------------------
+    pair(
+        "inline interface resource method added",
+        "package t:c@1.0.0; world w { import h: interface { resource c { m: func(); } open: func() -> c; } export run: func(); }",
+        "package t:c@1.0.0; world w { import h: interface { resource c { m: func(); n: func(); } open: func() -> c; } export run: func(); }",
+        &[("t:c/w@1.0.0#h.c.n", "function-added", BREAK, OK, false)],
+    ),
+    pair(
+        "unstable users do not decide a stable type's verdict",
+        "record p { x: u32 } h: func() -> p; @unstable(feature = f) g: func(p: p);",
+        "record p { x: u32, y: u32 } h: func() -> p; @unstable(feature = f) g: func(p: p);",
+        &[("#p.y", "field-added", OK, BREAK, true)],
+    ),
+    pair(
+        "world import made unstable",
+        "package t:c@1.0.0; interface a { f: func(); } world w { import a; export run: func(); }",
+        "package t:c@1.0.0; interface a { f: func(); } world w { @unstable(feature = x) import a; export run: func(); }",
+        &[("t:c/w@1.0.0#t:c/a", "made-unstable", OK, BREAK, false)],
+    ),
+    pair(
+        "a changed type is judged once, where it changed",
+        "record p { x: u32 } f: func(a: p);",
+        "record p { x: u32, y: u32 } f: func(a: option<p>);",
+        &[
+            ("#f", "param-type-changed", OK, BREAK, true),
+            ("#p.y", "field-added", BREAK, BREAK, true),
+        ],
+    ),
+    pair(
+        "one of two imported versions dropped",
+        "package t:c@1.0.0; world w { import d:x/i@1.0.0; import d:x/i@2.0.0; export run: func(); } package d:x@1.0.0 { interface i { f: func(); } } package d:x@2.0.0 { interface i { f: func(); } }",
+        "package t:c@1.0.0; world w { import d:x/i@2.0.0; export run: func(); } package d:x@1.0.0 { interface i { f: func(); } } package d:x@2.0.0 { interface i { f: func(); } }",
+        &[(
+            "t:c/w@1.0.0#d:x/i@1.0.0",
+            "import-removed",
+            OK,
+            BREAK,
+            false,
+        )],
+    ),
     // --- mixed ------------------------------------------------------------
     pair(
         "mixed: additive release",

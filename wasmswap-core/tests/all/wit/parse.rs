@@ -197,3 +197,32 @@ fn from_path_reads_a_single_file_and_refuses_an_empty_directory() {
     let e = WitPackage::from_path(dir.path().join("missing.wit")).unwrap_err();
     assert!(e.message.starts_with("cannot read "), "{e}");
 }
+
+/// Found by the `wit_diff` fuzz target: wit-parser accepts a variant that
+/// names a case twice, which then diffs as changed against itself.
+#[test]
+fn duplicate_member_names_are_refused_with_their_location() {
+    let text = "package a:b;\ninterface i {\n  variant v { x(u32), y, x(f64) }\n}\n";
+    let e = WitPackage::parse("dup.wit", text).unwrap_err();
+    assert_eq!(e.message, "variant `v` has two members named `x`");
+    let at = e.location.unwrap();
+    assert_eq!((at.file.as_str(), at.line, at.column), ("dup.wit", 3, 26));
+    for body in [
+        "record r { a: u32, a: u32 }",
+        "enum e { a, a }",
+        "flags f { a, a }",
+    ] {
+        let e = WitPackage::parse(
+            "dup.wit",
+            &format!("package a:b;\ninterface i {{ {body} }}\n"),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("two members named `a`"), "{body}: {e}");
+    }
+    let e = WitPackage::parse(
+        "dup.wit",
+        "package a:b;\ninterface i { f: func(a: u32, a: u32); }\n",
+    )
+    .unwrap_err();
+    assert!(e.location.is_some(), "{e}");
+}

@@ -168,3 +168,31 @@ fn an_implementers_policy_treats_additions_as_breaking() {
         .unwrap();
     assert!(review.needs_approval && review.semver.unwrap().allowed);
 }
+
+#[test]
+fn a_backport_must_also_fit_below_the_next_version() {
+    let mut reg = Registry::new();
+    reg.register(&api("1.0.0", "f: func();"), "api", Compatibility::Callers)
+        .unwrap();
+    reg.register(&api("1.2.0", "f: func();"), "api", Compatibility::Callers)
+        .unwrap();
+    // 1.1.0 adds `g`, which 1.2.0 (a minor bump above it) does not have.
+    let e = reg
+        .register(
+            &api("1.1.0", "f: func(); g: func();"),
+            "api",
+            Compatibility::Callers,
+        )
+        .unwrap_err();
+    match e {
+        RegistryError::SemverRefused { review, .. } => {
+            assert_eq!(review.next.as_deref(), Some("acme:pay/api@1.2.0"));
+            assert!(review.semver.unwrap().allowed);
+            assert!(!review.next_semver.unwrap().allowed);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Without `g` it fits: 1.1.0 equals both neighbours.
+    reg.register(&api("1.1.0", "f: func();"), "api", Compatibility::Callers)
+        .unwrap();
+}

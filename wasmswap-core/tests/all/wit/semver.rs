@@ -23,8 +23,8 @@ const TABLE: &[(&str, &str, &str, bool, Bump)] = &[
     ("1.2.3", "1.2.4", "breaking", false, Bump::Major),
     ("1.2.3", "1.3.0", "additive", true, Bump::Minor),
     ("1.2.3", "1.2.4", "additive", false, Bump::Minor),
-    ("1.2.3", "1.2.4", "none", true, Bump::None),
-    ("1.2.3", "1.2.3", "none", true, Bump::None),
+    ("1.2.3", "1.2.4", "none", true, Bump::Same),
+    ("1.2.3", "1.2.3", "none", true, Bump::Same),
     // 0.y: the minor acts as the major.
     ("0.2.0", "0.3.0", "breaking", true, Bump::Minor),
     ("0.2.0", "0.2.1", "breaking", false, Bump::Minor),
@@ -34,9 +34,10 @@ const TABLE: &[(&str, &str, &str, bool, Bump)] = &[
     ("0.0.1", "0.0.2", "breaking", true, Bump::Patch),
     // Same version or a lower one with changes: refused.
     ("1.0.0", "1.0.0", "additive", false, Bump::Minor),
-    ("2.0.0", "1.9.0", "none", false, Bump::None),
-    // A pre-release promises nothing.
+    ("2.0.0", "1.9.0", "none", false, Bump::Same),
+    // A pre-release promises nothing, to or from it.
     ("1.0.0", "1.0.1-rc.1", "breaking", true, Bump::Major),
+    ("2.0.0-rc.1", "2.0.0", "breaking", true, Bump::Major),
 ];
 
 #[test]
@@ -71,7 +72,7 @@ fn the_policy_chooses_whose_breakage_counts() {
     assert!(check(Compatibility::Callers).allowed);
     assert!(!check(Compatibility::Implementers).allowed);
     assert!(!check(Compatibility::Both).allowed);
-    assert!(check(Compatibility::None).allowed);
+    assert!(check(Compatibility::NoPromise).allowed);
     let refused = check(Compatibility::Implementers);
     assert_eq!(refused.required, Bump::Major);
     assert_eq!(refused.bump, Bump::Minor);
