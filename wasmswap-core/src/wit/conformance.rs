@@ -67,6 +67,16 @@ fn linking_problems(diff: &super::Diff) -> impl Iterator<Item = &Change> {
         .filter(|c| Compatibility::Callers.is_broken_by(c) || c.abi_breaking)
 }
 
+/// One line for a conformance problem: what is missing, or what changed
+/// and why it breaks.
+fn problem(c: &Change, missing: &str, breaks: &str, abi: &str) -> String {
+    match c.kind {
+        ChangeKind::FunctionRemoved { .. } => format!("{}: {missing}", c.path),
+        _ if c.callers.is_breaking() => format!("{}: {}{breaks} ({})", c.path, c.kind, c.reason),
+        _ => format!("{}: {}{abi}", c.path, c.kind),
+    }
+}
+
 /// Checks that `component` exports `contract`: an export of the same
 /// interface on the same semver track, whose every function and type works
 /// for callers written against the contract.
@@ -117,21 +127,13 @@ pub fn check_exports(component: &WitWorld, contract: &WitInterface) -> Conforman
     let broken: Vec<Change> = linking_problems(&diff).cloned().collect();
     let problems = broken
         .iter()
-        .map(|c| match c.kind {
-            ChangeKind::FunctionRemoved { .. } => {
-                format!(
-                    "{}: the contract requires it but the component does not export it",
-                    c.path
-                )
-            }
-            _ if c.callers.is_breaking() => format!(
-                "{}: {}, so callers of the contract break ({})",
-                c.path, c.kind, c.reason
-            ),
-            _ => format!(
-                "{}: {}, which changes the ABI callers link against",
-                c.path, c.kind
-            ),
+        .map(|c| {
+            problem(
+                c,
+                "the contract requires it but the component does not export it",
+                ", so callers of the contract break",
+                ", which changes the ABI callers link against",
+            )
         })
         .collect();
     Conformance::from_problems(problems, broken)
@@ -286,22 +288,14 @@ pub fn check_imports(component: &WitWorld, host: &HostInterfaces) -> Conformance
                 let diff = differ.finish(shown(wr, *id), shown(hr, *hid));
                 let host_name = shown(hr, *hid);
                 for c in linking_problems(&diff) {
-                    problems.push(match c.kind {
-                        ChangeKind::FunctionRemoved { .. } => {
-                            format!(
-                                "{}: the component calls it but the host's {host_name} lacks it",
-                                c.path
-                            )
-                        }
-                        _ if c.callers.is_breaking() => format!(
-                            "{}: {} in the host's {host_name} ({})",
-                            c.path, c.kind, c.reason
+                    problems.push(problem(
+                        c,
+                        &format!("the component calls it but the host's {host_name} lacks it"),
+                        &format!(" in the host's {host_name}"),
+                        &format!(
+                            " in the host's {host_name}, which changes the ABI and fails to link"
                         ),
-                        _ => format!(
-                            "{}: {} in the host's {host_name}, which changes the ABI and fails to link",
-                            c.path, c.kind
-                        ),
-                    });
+                    ));
                     changes.push(c.clone());
                 }
             }

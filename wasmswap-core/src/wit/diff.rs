@@ -45,29 +45,19 @@ impl Flows {
         caller_writes: true,
         implementer_writes: true,
     };
-    fn params(role: Role) -> Flows {
-        match role {
-            Role::Direct => Flows {
-                caller_writes: true,
-                implementer_writes: false,
-            },
-            Role::Swapped => Flows {
-                caller_writes: false,
-                implementer_writes: true,
-            },
+    fn written_by_caller(caller: bool) -> Flows {
+        Flows {
+            caller_writes: caller,
+            implementer_writes: !caller,
         }
     }
+    /// Arguments are written by the caller of the function: the world's
+    /// caller for an export, the component for an import.
+    fn params(role: Role) -> Flows {
+        Self::written_by_caller(role == Role::Direct)
+    }
     fn results(role: Role) -> Flows {
-        match role {
-            Role::Direct => Flows {
-                caller_writes: false,
-                implementer_writes: true,
-            },
-            Role::Swapped => Flows {
-                caller_writes: true,
-                implementer_writes: false,
-            },
-        }
+        Self::written_by_caller(role == Role::Swapped)
     }
     fn union(self, o: Flows) -> Flows {
         Flows {

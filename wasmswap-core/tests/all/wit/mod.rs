@@ -16,6 +16,16 @@ pub fn pkg(text: &str) -> WitPackage {
     WitPackage::parse("test.wit", text).unwrap_or_else(|e| panic!("{}", e.rendered))
 }
 
+/// The packages `wasi:http` depends on.
+pub const WASI_DEPS: [&str; 6] = [
+    "wasi:io",
+    "wasi:clocks",
+    "wasi:random",
+    "wasi:filesystem",
+    "wasi:sockets",
+    "wasi:cli",
+];
+
 /// The vendored WASI WIT directory of one release.
 pub fn wasi_dir(release: &str) -> std::path::PathBuf {
     let base = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -61,14 +61,7 @@ fn directory_with_deps_parses_every_wasi_0_2_0_package() {
         p.interface_names(),
         ["types", "incoming-handler", "outgoing-handler"]
     );
-    for dep in [
-        "wasi:io",
-        "wasi:clocks",
-        "wasi:random",
-        "wasi:filesystem",
-        "wasi:sockets",
-        "wasi:cli",
-    ] {
+    for dep in super::WASI_DEPS {
         let d = p.dependency(dep).unwrap();
         assert_eq!(d.version().unwrap().to_string(), "0.2.0", "{dep}");
         assert!(!d.interface_names().is_empty(), "{dep}");

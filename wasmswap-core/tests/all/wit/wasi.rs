@@ -21,14 +21,7 @@ fn every_wasi_package_parses_at_both_releases() {
     let (old, new) = releases();
     for (p, v) in [(&old, "0.2.0"), (&new, "0.2.12")] {
         assert_eq!(p.name(), format!("wasi:http@{v}"));
-        for dep in [
-            "wasi:io",
-            "wasi:clocks",
-            "wasi:random",
-            "wasi:filesystem",
-            "wasi:sockets",
-            "wasi:cli",
-        ] {
+        for dep in super::WASI_DEPS {
             let d = p.dependency(dep).unwrap();
             assert_eq!(d.name(), format!("{dep}@{v}"));
         }
