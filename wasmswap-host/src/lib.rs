@@ -1,7 +1,201 @@
-//! `wasmswap-host`: the edge node (hyper data plane and node agent API).
+//! `wasmswap-host`: the edge node.
 //!
-//! Not built yet: this crate only reserves its place in the workspace. Its
-//! scope is issue #5 and `DESIGN.md` ("Host"); until then, embed
-//! `wasmswap-core` directly.
+//! One process per node, embedding `wasmswap-core`:
+//! - a **data plane** (HTTP/1.1 and HTTP/2, hyper) that routes requests to
+//!   services by `Host` or by path prefix `/{service}/…` (the guest sees the
+//!   rest of the path), serves them with wasi-http components, answers
+//!   `POST /_invoke/{service}/{function}` JSON calls, and names the version
+//!   that answered in `x-wasmswap-version`;
+//! - a **node agent API** on its own listener, behind a bearer token: load a
+//!   version by SHA-256 (fetched from a URL, verified, compiled or taken
+//!   from the cache, kept warm), set a route (stable, candidate with a
+//!   weight, split or mirror), roll back, unload after drain, health-check
+//!   one version, status, and Prometheus `GET /metrics`;
+//! - local **state** (versions, routes, binaries) so a restarted node serves
+//!   its last routes before any control plane is reachable;
+//! - a **standalone mode** (`--service name=path`) that serves component
+//!   files and hot-reloads them when they change.
+//!
+//! ```no_run
+//! # async fn run() -> anyhow::Result<()> {
+//! let config = wasmswap_host::HostConfig {
+//!     services: vec![("hello".into(), "hello.wasm".into())],
+//!     ..Default::default()
+//! };
+//! let host = wasmswap_host::Host::start(config).await?;
+//! println!("serving on http://{}", host.data_addr());
+//! host.shutdown().await;
+//! # Ok(()) }
+//! ```
 
 #![deny(missing_docs)]
+
+pub mod agent;
+pub mod body;
+pub mod config;
+pub mod data;
+pub mod fetch;
+pub mod metrics;
+pub mod node;
+pub mod server;
+pub mod standalone;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use wasmswap_core::Runtime;
+
+pub use agent::{Agent, AgentConfig};
+pub use config::{Cli, HostConfig, LogFormat};
+pub use data::{DataPlane, DataPlaneConfig, StickyKey, VERSION_HEADER};
+pub use node::{HealthSpec, Node, NodeOptions, RouteMode, RouteSpec, VersionSpec};
+pub use server::ServerLimits;
+
+/// A running host: its listeners and the tasks serving them.
+#[derive(Debug)]
+pub struct Host {
+    node: Node,
+    data_addr: SocketAddr,
+    agent_addr: Option<SocketAddr>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Host {
+    /// Builds the runtime and node, restores saved state, loads standalone
+    /// services, binds the listeners and starts serving.
+    pub async fn start(config: HostConfig) -> anyhow::Result<Host> {
+        let mut rc = Runtime::builder();
+        rc.max_instances(config.max_instances);
+        if let Some(dir) = &config.cache_dir {
+            rc.cache_dir(dir);
+        }
+        let runtime = rc.build().context("building the runtime")?;
+        let node = Node::new(
+            runtime,
+            NodeOptions {
+                state_dir: config.state_dir.clone(),
+                ..NodeOptions::default()
+            },
+        )?;
+        // Saved routes first: the node serves what it served before any
+        // control plane answers.
+        node.restore().await.context("restoring node state")?;
+        for (name, path) in &config.services {
+            standalone::load_file(&node, name, path, "v1").await?;
+        }
+        let limits = ServerLimits {
+            header_read_timeout: config.header_read_timeout,
+            shutdown_grace: config.shutdown_grace,
+        };
+        let (stop, _) = watch::channel(false);
+        let stopped = |stop: &watch::Sender<bool>| {
+            let mut rx = stop.subscribe();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+        let mut tasks = Vec::new();
+
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding the data plane to {}", config.listen))?;
+        let data_addr = listener.local_addr()?;
+        let data = DataPlane::new(
+            node.clone(),
+            DataPlaneConfig {
+                sticky: config.sticky.clone(),
+                hosts: config.hosts.clone(),
+                max_invoke_body: config.max_invoke_body,
+            },
+        );
+        let handler = move |req| {
+            let data = data.clone();
+            async move { data.handle(req).await }
+        };
+        tasks.push(tokio::spawn(server::serve(
+            listener,
+            handler,
+            limits,
+            stopped(&stop),
+        )));
+
+        let mut agent_addr = None;
+        if let Some((addr, token)) = &config.agent {
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the agent API to {addr}"))?;
+            agent_addr = Some(listener.local_addr()?);
+            let agent = Agent::new(
+                node.clone(),
+                AgentConfig {
+                    token: token.clone(),
+                    drain_timeout: config.drain_timeout,
+                    max_body: 1 << 20,
+                },
+            );
+            let handler = move |req| {
+                let agent = agent.clone();
+                async move { agent.handle(req).await }
+            };
+            tasks.push(tokio::spawn(server::serve(
+                listener,
+                handler,
+                limits,
+                stopped(&stop),
+            )));
+        }
+
+        for (name, path) in &config.services {
+            let watcher = standalone::watch(
+                node.clone(),
+                name.clone(),
+                path.clone(),
+                Duration::from_millis(250),
+                config.drain_timeout,
+            );
+            let mut rx = stop.subscribe();
+            tasks.push(tokio::spawn(async move {
+                tokio::select! {
+                    _ = watcher => {}
+                    _ = rx.wait_for(|s| *s) => {}
+                }
+            }));
+        }
+        tracing::info!(node = %config.node_id, data = %data_addr, agent = ?agent_addr, "host serving");
+        Ok(Host {
+            node,
+            data_addr,
+            agent_addr,
+            stop,
+            tasks,
+        })
+    }
+
+    /// The node (services, versions, routes).
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// Where the data plane listens.
+    pub fn data_addr(&self) -> SocketAddr {
+        self.data_addr
+    }
+
+    /// Where the agent API listens, if enabled.
+    pub fn agent_addr(&self) -> Option<SocketAddr> {
+        self.agent_addr
+    }
+
+    /// Stops accepting, lets in-flight requests finish, and returns.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}

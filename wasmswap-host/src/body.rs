@@ -1,0 +1,123 @@
+//! Response bodies and the one JSON error shape both listeners answer with.
+
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode, header};
+use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
+use serde::Serialize;
+
+/// Any error a response body can end with.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body type of every response.
+pub type Body = UnsyncBoxBody<Bytes, BoxError>;
+
+/// A response to send.
+pub type Response = http::Response<Body>;
+
+/// A complete body from bytes.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// A JSON response.
+pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
+    let bytes = serde_json::to_vec(value).unwrap_or_else(|e| {
+        format!(r#"{{"error":{{"code":"internal","message":"cannot encode the answer: {e}"}}}}"#)
+            .into_bytes()
+    });
+    let mut resp = http::Response::new(full(bytes));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// A refused or failed request: status, a stable code, and what went wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Machine-readable code (`bad_request`, `unauthorized`, `timeout`, …).
+    pub code: &'static str,
+    /// What is wrong, for people.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error with its status and code.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 400.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 409.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    /// The JSON response: `{"error":{"code","message"}}`.
+    pub fn response(&self) -> Response {
+        #[derive(Serialize)]
+        struct Inner<'a> {
+            code: &'a str,
+            message: &'a str,
+        }
+        #[derive(Serialize)]
+        struct Outer<'a> {
+            error: Inner<'a>,
+        }
+        json(
+            self.status,
+            &Outer {
+                error: Inner {
+                    code: self.code,
+                    message: &self.message,
+                },
+            },
+        )
+    }
+}
+
+impl From<wasmswap_core::Error> for ApiError {
+    /// Guest faults are the guest's problem (500 with what happened), limits
+    /// and capacity are 503/504, bad arguments 400, a missing export 404.
+    fn from(e: wasmswap_core::Error) -> Self {
+        use wasmswap_core::{Error, ErrorKind};
+        let message = e.to_string();
+        match (&e, e.kind()) {
+            (Error::NoSuchFunction(_), _) => ApiError::not_found(message),
+            (_, ErrorKind::BadRequest) => ApiError::bad_request(message),
+            (_, ErrorKind::Timeout) => {
+                ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout", message)
+            }
+            (_, ErrorKind::Overloaded) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message)
+            }
+            (_, ErrorKind::Load) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_wasm", message)
+            }
+            (_, kind) if e.is_guest_fault() => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, kind.as_str(), message)
+            }
+            _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message),
+        }
+    }
+}

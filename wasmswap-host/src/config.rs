@@ -1,0 +1,273 @@
+//! Configuration: a TOML file, overridden by command-line flags, which
+//! fall back to `WASMSWAP_*` environment variables.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use serde::Deserialize;
+
+/// `wasmswap-host`: run WebAssembly services on this node.
+#[derive(Debug, Default, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// TOML configuration file (flags override it).
+    #[arg(long, env = "WASMSWAP_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Serve a component with no control plane: `name=path/to/app.wasm`
+    /// (repeatable). The file is watched and hot-reloaded.
+    #[arg(long = "service", value_name = "NAME=PATH")]
+    pub services: Vec<String>,
+    /// Data-plane address.
+    #[arg(long, env = "WASMSWAP_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Agent API address.
+    #[arg(long, env = "WASMSWAP_AGENT_LISTEN")]
+    pub agent_listen: Option<SocketAddr>,
+    /// Bearer token of the agent API (without one, the agent API is off).
+    #[arg(long, env = "WASMSWAP_AGENT_TOKEN", hide_env_values = true)]
+    pub agent_token: Option<String>,
+    /// This node's id.
+    #[arg(long, env = "WASMSWAP_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Where versions and routes are kept across restarts.
+    #[arg(long, env = "WASMSWAP_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Where compiled code is cached.
+    #[arg(long, env = "WASMSWAP_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Header carrying the sticky key.
+    #[arg(long, env = "WASMSWAP_STICKY_HEADER")]
+    pub sticky_header: Option<String>,
+    /// Cookie carrying the sticky key (instead of a header).
+    #[arg(long, env = "WASMSWAP_STICKY_COOKIE")]
+    pub sticky_cookie: Option<String>,
+    /// `text` or `json` logs.
+    #[arg(long, env = "WASMSWAP_LOG_FORMAT")]
+    pub log_format: Option<String>,
+}
+
+/// The TOML file's shape; every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    node_id: Option<String>,
+    region: Option<String>,
+    zone: Option<String>,
+    listen: Option<SocketAddr>,
+    agent_listen: Option<SocketAddr>,
+    agent_token: Option<String>,
+    state_dir: Option<PathBuf>,
+    cache_dir: Option<PathBuf>,
+    max_instances: Option<u32>,
+    sticky_header: Option<String>,
+    sticky_cookie: Option<String>,
+    log_format: Option<String>,
+    header_read_timeout_ms: Option<u64>,
+    shutdown_grace_ms: Option<u64>,
+    drain_timeout_ms: Option<u64>,
+    max_invoke_body_bytes: Option<usize>,
+    #[serde(default)]
+    hosts: HashMap<String, String>,
+    #[serde(default)]
+    service: Vec<ServiceEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServiceEntry {
+    name: String,
+    path: PathBuf,
+}
+
+/// Logs as text or JSON lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// This node's id.
+    pub node_id: String,
+    /// Region and zone (reported to a control plane).
+    pub region: String,
+    /// Zone within the region.
+    pub zone: String,
+    /// Data-plane address.
+    pub listen: SocketAddr,
+    /// Agent API address and token; `None`: no agent API.
+    pub agent: Option<(SocketAddr, String)>,
+    /// Versions and routes across restarts.
+    pub state_dir: Option<PathBuf>,
+    /// Compiled-code cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Pooling allocator size.
+    pub max_instances: u32,
+    /// Sticky key source.
+    pub sticky: crate::data::StickyKey,
+    /// `Host` → service.
+    pub hosts: HashMap<String, String>,
+    /// Standalone services: name and file.
+    pub services: Vec<(String, PathBuf)>,
+    /// Logs.
+    pub log_format: LogFormat,
+    /// Slow-loris guard.
+    pub header_read_timeout: Duration,
+    /// How long a stop waits for in-flight requests.
+    pub shutdown_grace: Duration,
+    /// How long an unload waits for calls to finish.
+    pub drain_timeout: Duration,
+    /// Largest `/_invoke` body.
+    pub max_invoke_body: usize,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            node_id: "local".into(),
+            region: "local".into(),
+            zone: "local".into(),
+            listen: ([127, 0, 0, 1], 8080).into(),
+            agent: None,
+            state_dir: None,
+            cache_dir: None,
+            max_instances: 1000,
+            sticky: crate::data::StickyKey::Header(http::HeaderName::from_static("x-wasmswap-key")),
+            hosts: HashMap::new(),
+            services: Vec::new(),
+            log_format: LogFormat::Text,
+            header_read_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(30),
+            max_invoke_body: 1 << 20,
+        }
+    }
+}
+
+impl HostConfig {
+    /// Resolves flags over the file over the defaults.
+    pub fn from_cli(cli: Cli) -> anyhow::Result<Self> {
+        let file: FileConfig = match &cli.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                toml::from_str(&text)
+                    .with_context(|| format!("{} is not a valid configuration", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let d = HostConfig::default();
+        let token = cli.agent_token.or(file.agent_token);
+        let agent_addr = cli.agent_listen.or(file.agent_listen);
+        let agent = match (agent_addr, token) {
+            (addr, Some(t)) => {
+                if t.len() < 16 {
+                    bail!("the agent token must be at least 16 characters");
+                }
+                Some((addr.unwrap_or(([127, 0, 0, 1], 9090).into()), t))
+            }
+            (Some(a), None) => {
+                bail!("the agent API on {a} needs a token (--agent-token or WASMSWAP_AGENT_TOKEN)")
+            }
+            (None, None) => None,
+        };
+        let sticky = match (
+            cli.sticky_cookie.or(file.sticky_cookie),
+            cli.sticky_header.or(file.sticky_header),
+        ) {
+            (Some(c), _) => crate::data::StickyKey::Cookie(c),
+            (None, Some(h)) => crate::data::StickyKey::Header(
+                http::HeaderName::try_from(h.as_str())
+                    .with_context(|| format!("{h:?} is not a header name"))?,
+            ),
+            (None, None) => d.sticky,
+        };
+        let log_format = match cli.log_format.or(file.log_format).as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => bail!("log format {other:?}: use text or json"),
+        };
+        let mut services: Vec<(String, PathBuf)> =
+            file.service.into_iter().map(|s| (s.name, s.path)).collect();
+        for s in &cli.services {
+            let (name, path) = s
+                .split_once('=')
+                .with_context(|| format!("--service {s:?}: use NAME=PATH"))?;
+            crate::node::check_name("service", name)
+                .map_err(|e| anyhow::anyhow!("--service: {}", e.message))?;
+            services.push((name.to_string(), PathBuf::from(path)));
+        }
+        let ms = |v: Option<u64>, def: Duration| v.map_or(def, Duration::from_millis);
+        Ok(HostConfig {
+            node_id: cli.node_id.or(file.node_id).unwrap_or(d.node_id),
+            region: file.region.unwrap_or(d.region),
+            zone: file.zone.unwrap_or(d.zone),
+            listen: cli.listen.or(file.listen).unwrap_or(d.listen),
+            agent,
+            state_dir: cli.state_dir.or(file.state_dir),
+            cache_dir: cli.cache_dir.or(file.cache_dir),
+            max_instances: file.max_instances.unwrap_or(d.max_instances),
+            sticky,
+            hosts: file
+                .hosts
+                .into_iter()
+                .map(|(h, s)| (h.to_ascii_lowercase(), s))
+                .collect(),
+            services,
+            log_format,
+            header_read_timeout: ms(file.header_read_timeout_ms, d.header_read_timeout),
+            shutdown_grace: ms(file.shutdown_grace_ms, d.shutdown_grace),
+            drain_timeout: ms(file.drain_timeout_ms, d.drain_timeout),
+            max_invoke_body: file.max_invoke_body_bytes.unwrap_or(d.max_invoke_body),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_file_parses_and_flags_override_it() {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/host.toml");
+        let cli = Cli {
+            config: Some(path.clone()),
+            agent_token: Some("a-long-enough-token".into()),
+            listen: Some(([127, 0, 0, 1], 18080).into()),
+            ..Cli::default()
+        };
+        let c = HostConfig::from_cli(cli).unwrap();
+        assert_eq!(
+            (c.node_id.as_str(), c.region.as_str()),
+            ("edge-1", "eu-west")
+        );
+        assert_eq!(c.listen, ([127, 0, 0, 1], 18080).into(), "the flag wins");
+        assert_eq!(c.agent.as_ref().unwrap().0, ([127, 0, 0, 1], 9090).into());
+        assert_eq!(
+            c.hosts.get("hello.example.com").map(String::as_str),
+            Some("hello")
+        );
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.drain_timeout, Duration::from_secs(30));
+
+        let bad = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(bad.path(), "listen = \"127.0.0.1:1\"\nlisten_port = 3\n").unwrap();
+        let e = HostConfig::from_cli(Cli {
+            config: Some(bad.path().into()),
+            ..Cli::default()
+        })
+        .unwrap_err();
+        assert!(
+            format!("{e:#}").contains("unknown field `listen_port`"),
+            "{e:#}"
+        );
+    }
+}

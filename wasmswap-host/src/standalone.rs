@@ -1,0 +1,102 @@
+//! Standalone mode: serve components from files, with no control plane,
+//! and hot-reload each one when its file changes (like `wasmtime serve`,
+//! plus the swap).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use wasmswap_core::{Capabilities, Limits};
+
+use crate::node::{Node, RouteSpec, VersionSpec, content_sha256};
+
+/// Loads `path` as the next version of `service` and routes to it.
+/// Returns the new label, or `None` when the file did not change.
+pub async fn load_file(
+    node: &Node,
+    service: &str,
+    path: &Path,
+    label: &str,
+) -> anyhow::Result<String> {
+    let bytes = tokio::fs::read(path)
+        .await
+        .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+    let spec = VersionSpec {
+        service: service.to_string(),
+        version: label.to_string(),
+        sha256: content_sha256(&bytes),
+        url: None,
+        limits: Limits::default(),
+        capabilities: Capabilities::none(),
+    };
+    node.load(spec, Some(bytes))
+        .await
+        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message))?;
+    node.set_route(
+        service,
+        RouteSpec {
+            stable: label.to_string(),
+            candidate: None,
+            weight_percent: 0.0,
+            mode: Default::default(),
+            mirror_side_effects: false,
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message))?;
+    Ok(label.to_string())
+}
+
+fn fingerprint(path: &Path) -> Option<(u64, SystemTime)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.len(), meta.modified().ok()?))
+}
+
+/// Watches `path` and swaps each new build in as `v2`, `v3`, …: compiled
+/// beside the serving version, routed atomically, with the version before
+/// last unloaded once drained (the last one stays warm for a rollback). A
+/// file that fails to load is logged; the serving version stays.
+pub async fn watch(node: Node, service: String, path: PathBuf, every: Duration, drain: Duration) {
+    let mut seen = fingerprint(&path);
+    let mut current_sha = tokio::fs::read(&path)
+        .await
+        .ok()
+        .map(|b| content_sha256(&b));
+    let mut n = 2u64;
+    loop {
+        tokio::time::sleep(every).await;
+        let now = fingerprint(&path);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        // Skip rewrites with the same content (an editor touching the file).
+        let sha = tokio::fs::read(&path)
+            .await
+            .ok()
+            .map(|b| content_sha256(&b));
+        if sha.is_none() || sha == current_sha {
+            continue;
+        }
+        let label = format!("v{n}");
+        match load_file(&node, &service, &path, &label).await {
+            Ok(_) => {
+                tracing::info!(%service, version = %label, "reloaded");
+                current_sha = sha;
+                if n >= 3 {
+                    let old = format!("v{}", n - 2);
+                    let node = node.clone();
+                    let service = service.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = node.unload(&service, &old, drain).await {
+                            tracing::debug!(%service, version = %old, error = %e.message, "old version kept");
+                        }
+                    });
+                }
+                n += 1;
+            }
+            Err(e) => {
+                tracing::warn!(%service, error = %e, "reload failed; still serving the previous version")
+            }
+        }
+    }
+}
