@@ -48,6 +48,15 @@ pub struct Cli {
     /// `text` or `json` logs.
     #[arg(long, env = "WASMSWAP_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Control plane to register with (`http://host:port`); needs the agent token.
+    #[arg(long, env = "WASMSWAP_CONTROL_PLANE")]
+    pub control_plane: Option<String>,
+    /// Region reported to the control plane.
+    #[arg(long, env = "WASMSWAP_REGION")]
+    pub region: Option<String>,
+    /// Zone reported to the control plane.
+    #[arg(long, env = "WASMSWAP_ZONE")]
+    pub zone: Option<String>,
 }
 
 /// The TOML file's shape; every key optional.
@@ -70,6 +79,11 @@ struct FileConfig {
     shutdown_grace_ms: Option<u64>,
     drain_timeout_ms: Option<u64>,
     max_invoke_body_bytes: Option<usize>,
+    max_modules: Option<u32>,
+    control_plane: Option<String>,
+    heartbeat_interval_ms: Option<u64>,
+    advertise_agent_url: Option<String>,
+    advertise_data_url: Option<String>,
     #[serde(default)]
     hosts: HashMap<String, String>,
     #[serde(default)]
@@ -127,6 +141,16 @@ pub struct HostConfig {
     pub drain_timeout: Duration,
     /// Largest `/_invoke` body.
     pub max_invoke_body: usize,
+    /// Versions this node holds at most.
+    pub max_modules: u32,
+    /// Control plane base URL.
+    pub control_plane: Option<String>,
+    /// Time between heartbeats.
+    pub heartbeat_interval: Duration,
+    /// Agent URL told to the control plane (default: the bound address).
+    pub advertise_agent_url: Option<String>,
+    /// Data-plane URL told to the control plane (default: the bound address).
+    pub advertise_data_url: Option<String>,
 }
 
 impl Default for HostConfig {
@@ -148,6 +172,11 @@ impl Default for HostConfig {
             shutdown_grace: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(30),
             max_invoke_body: 1 << 20,
+            max_modules: 1000,
+            control_plane: None,
+            heartbeat_interval: Duration::from_secs(10),
+            advertise_agent_url: None,
+            advertise_data_url: None,
         }
     }
 }
@@ -206,10 +235,21 @@ impl HostConfig {
             services.push((name.to_string(), PathBuf::from(path)));
         }
         let ms = |v: Option<u64>, def: Duration| v.map_or(def, Duration::from_millis);
+        let control_plane = cli.control_plane.or(file.control_plane);
+        if let Some(cp) = &control_plane {
+            if !cp.starts_with("http://") {
+                bail!("control plane {cp:?}: use an http:// URL");
+            }
+            if agent.is_none() {
+                bail!(
+                    "a control plane needs the agent API: set --agent-token (shared with the control plane)"
+                );
+            }
+        }
         Ok(HostConfig {
             node_id: cli.node_id.or(file.node_id).unwrap_or(d.node_id),
-            region: file.region.unwrap_or(d.region),
-            zone: file.zone.unwrap_or(d.zone),
+            region: cli.region.or(file.region).unwrap_or(d.region),
+            zone: cli.zone.or(file.zone).unwrap_or(d.zone),
             listen: cli.listen.or(file.listen).unwrap_or(d.listen),
             agent,
             state_dir: cli.state_dir.or(file.state_dir),
@@ -227,6 +267,11 @@ impl HostConfig {
             shutdown_grace: ms(file.shutdown_grace_ms, d.shutdown_grace),
             drain_timeout: ms(file.drain_timeout_ms, d.drain_timeout),
             max_invoke_body: file.max_invoke_body_bytes.unwrap_or(d.max_invoke_body),
+            max_modules: file.max_modules.unwrap_or(d.max_modules),
+            control_plane,
+            heartbeat_interval: ms(file.heartbeat_interval_ms, d.heartbeat_interval),
+            advertise_agent_url: file.advertise_agent_url,
+            advertise_data_url: file.advertise_data_url,
         })
     }
 }

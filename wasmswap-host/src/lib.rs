@@ -33,6 +33,7 @@
 pub mod agent;
 pub mod body;
 pub mod config;
+pub mod control;
 pub mod data;
 pub mod fetch;
 pub mod metrics;
@@ -79,6 +80,7 @@ impl Host {
             runtime,
             NodeOptions {
                 state_dir: config.state_dir.clone(),
+                max_modules: config.max_modules as usize,
                 ..NodeOptions::default()
             },
         )?;
@@ -162,6 +164,45 @@ impl Host {
             tasks.push(tokio::spawn(async move {
                 tokio::select! {
                     _ = watcher => {}
+                    _ = rx.wait_for(|s| *s) => {}
+                }
+            }));
+        }
+        if let (Some(base_url), Some((_, token)), Some(agent)) =
+            (&config.control_plane, &config.agent, agent_addr)
+        {
+            let registration = control::Registration {
+                node_id: config.node_id.clone(),
+                region: config.region.clone(),
+                zone: config.zone.clone(),
+                capacity: control::Capacity {
+                    max_modules: config.max_modules,
+                    max_instances: config.max_instances,
+                },
+                runtime_version: format!(
+                    "wasmswap-host {} (wasmtime 48)",
+                    env!("CARGO_PKG_VERSION")
+                ),
+                wasi_support: vec!["preview1".into(), "preview2".into(), "http".into()],
+                agent_url: config
+                    .advertise_agent_url
+                    .clone()
+                    .unwrap_or_else(|| format!("http://{agent}")),
+                data_url: config
+                    .advertise_data_url
+                    .clone()
+                    .unwrap_or_else(|| format!("http://{data_addr}")),
+            };
+            let cp = control::ControlPlane {
+                base_url: base_url.clone(),
+                token: token.clone(),
+                heartbeat_every: config.heartbeat_interval,
+            };
+            let client = control::run(node.clone(), cp, registration);
+            let mut rx = stop.subscribe();
+            tasks.push(tokio::spawn(async move {
+                tokio::select! {
+                    _ = client => {}
                     _ = rx.wait_for(|s| *s) => {}
                 }
             }));

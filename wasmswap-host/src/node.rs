@@ -227,6 +227,8 @@ pub struct NodeOptions {
     pub max_binary_bytes: usize,
     /// Limit on one fetch.
     pub fetch_timeout: Duration,
+    /// Versions held at most; loads beyond are refused.
+    pub max_modules: usize,
 }
 
 impl Default for NodeOptions {
@@ -235,6 +237,7 @@ impl Default for NodeOptions {
             state_dir: None,
             max_binary_bytes: 50 << 20,
             fetch_timeout: Duration::from_secs(60),
+            max_modules: 1000,
         }
     }
 }
@@ -390,6 +393,16 @@ impl Node {
                     spec.service, spec.version, existing.spec.sha256
                 )))
             };
+        }
+        if self.version_count() >= self.inner.options.max_modules {
+            return Err(ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "at_capacity",
+                format!(
+                    "this node holds its maximum of {} versions; unload one first",
+                    self.inner.options.max_modules
+                ),
+            ));
         }
         let bytes = match bytes {
             Some(b) => {

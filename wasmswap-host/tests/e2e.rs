@@ -757,3 +757,27 @@ async fn json_calls_health_checks_and_metrics() {
     assert!(hello_calls >= 3, "{hello_calls}");
     host.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_at_capacity_refuses_another_version() {
+    let blobs = Blobs::start().await;
+    let host = Host::start(HostConfig {
+        listen: ([127, 0, 0, 1], 0).into(),
+        agent: Some((([127, 0, 0, 1], 0).into(), TOKEN.into())),
+        max_modules: 1,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let c = Client::new(&host);
+    let (sha, url) = blobs.put(test_programs::bytes(test_programs::HTTP_HELLO_V1_COMPONENT));
+    assert_eq!(c.load("hello", "v1", &sha, &url, json!({})).await.0, 201);
+    let (sha, url) = blobs.put(test_programs::bytes(test_programs::HTTP_HELLO_V2_COMPONENT));
+    let (s, b) = c.load("hello", "v2", &sha, &url, json!({})).await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (507, Some("at_capacity")),
+        "{b}"
+    );
+    host.shutdown().await;
+}
