@@ -95,9 +95,19 @@ impl Agent {
         req: http::Request<Incoming>,
         empty_ok: bool,
     ) -> Result<T, ApiError> {
-        let bytes = Limited::new(req.into_body(), self.config.max_body)
-            .collect()
+        let collect = Limited::new(req.into_body(), self.config.max_body).collect();
+        let bytes = tokio::time::timeout(crate::body::BODY_READ_TIMEOUT, collect)
             .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    format!(
+                        "the body did not arrive within {:?}",
+                        crate::body::BODY_READ_TIMEOUT
+                    ),
+                )
+            })?
             .map_err(|e| {
                 if e.is::<http_body_util::LengthLimitError>() {
                     ApiError::new(

@@ -101,9 +101,19 @@ impl DataPlane {
             .service(service)
             .ok_or_else(|| ApiError::not_found(format!("no service named {service:?}")))?;
         let key = self.sticky_key(&req);
-        let body = Limited::new(req.into_body(), self.config.max_invoke_body)
-            .collect()
+        let collect = Limited::new(req.into_body(), self.config.max_invoke_body).collect();
+        let body = tokio::time::timeout(crate::body::BODY_READ_TIMEOUT, collect)
             .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    format!(
+                        "the body did not arrive within {:?}",
+                        crate::body::BODY_READ_TIMEOUT
+                    ),
+                )
+            })?
             .map_err(|e| {
                 if e.is::<http_body_util::LengthLimitError>() {
                     ApiError::new(

@@ -781,3 +781,51 @@ async fn a_node_at_capacity_refuses_another_version() {
     );
     host.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_clients_and_the_outbound_allowlist() {
+    let blobs = Blobs::start().await;
+    // The guest GETs `/`, which the blob server looks up as `/`.
+    blobs.put_as("/", b"upstream says hi".to_vec());
+    let host = start(None).await;
+    let c = Client::new(&host);
+    let (sha, url) = blobs.put(test_programs::bytes(test_programs::HTTP_HELLO_V1_COMPONENT));
+    let allowed = blobs.addr.to_string();
+    let body = json!({"service": "hello", "version": "v1", "sha256": sha, "url": url,
+        "capabilities": {"outboundHttp": [allowed]}});
+    let (s, b) = c
+        .agent(reqwest::Method::POST, "/v1/versions", Some(body))
+        .await;
+    assert_eq!(s, 201, "{b}");
+    c.route("hello", json!({"stable": "v1"})).await;
+
+    // HTTP/2 (prior knowledge, as a sidecar or load balancer would speak it).
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let r = h2
+        .get(format!("{}/hello/over-h2", c.data))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status().as_u16(), r.version()),
+        (200, reqwest::Version::HTTP_2)
+    );
+    assert_eq!(r.headers()["x-wasmswap-version"], "v1");
+
+    // The guest may reach the granted host, and nothing else.
+    let (status, _, body) = c
+        .get(&format!("/hello/fetch?{allowed}"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "fetched 200: upstream says hi")
+    );
+    let (status, _, body) = c.get("/hello/fetch?127.0.0.1:1", None).await.unwrap();
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("HttpRequestDenied"), "{body}");
+    host.shutdown().await;
+}
