@@ -611,7 +611,17 @@ async fn a_restarted_host_serves_its_last_routes_with_no_control_plane() {
         host.shutdown().await;
         // The blob server goes away with this scope: nothing can be fetched.
     }
-    let host = start(Some(state.path())).await;
+    // The control plane it is told about is unreachable (nothing listens on
+    // port 1): the node serves its saved routes anyway.
+    let host = Host::start(HostConfig {
+        listen: ([127, 0, 0, 1], 0).into(),
+        agent: Some((([127, 0, 0, 1], 0).into(), TOKEN.into())),
+        state_dir: Some(state.path().into()),
+        control_plane: Some("http://127.0.0.1:1".into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let c = Client::new(&host);
     let (_, st) = c
         .agent(reqwest::Method::GET, "/v1/services/hello", None)
