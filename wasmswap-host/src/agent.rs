@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use http::{HeaderValue, Method, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
@@ -95,31 +94,8 @@ impl Agent {
         req: http::Request<Incoming>,
         empty_ok: bool,
     ) -> Result<T, ApiError> {
-        let collect = Limited::new(req.into_body(), self.config.max_body).collect();
-        let bytes = tokio::time::timeout(crate::body::BODY_READ_TIMEOUT, collect)
-            .await
-            .map_err(|_| {
-                ApiError::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "request_timeout",
-                    format!(
-                        "the body did not arrive within {:?}",
-                        crate::body::BODY_READ_TIMEOUT
-                    ),
-                )
-            })?
-            .map_err(|e| {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "payload_too_large",
-                        format!("the body is larger than {} bytes", self.config.max_body),
-                    )
-                } else {
-                    ApiError::bad_request(format!("reading the body: {e}"))
-                }
-            })?
-            .to_bytes();
+        let bytes =
+            crate::body::read_body(req.into_body(), self.config.max_body, "the body").await?;
         let bytes: &[u8] = if bytes.is_empty() && empty_ok {
             b"{}"
         } else {

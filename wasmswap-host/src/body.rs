@@ -124,3 +124,34 @@ impl From<wasmswap_core::Error> for ApiError {
         }
     }
 }
+
+/// Reads a request body of at most `max` bytes within [`BODY_READ_TIMEOUT`];
+/// `what` names it in errors ("the arguments", "the body").
+pub async fn read_body(
+    body: hyper::body::Incoming,
+    max: usize,
+    what: &str,
+) -> Result<Bytes, ApiError> {
+    let collect = http_body_util::Limited::new(body, max).collect();
+    tokio::time::timeout(BODY_READ_TIMEOUT, collect)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!("{what} did not arrive within {BODY_READ_TIMEOUT:?}"),
+            )
+        })?
+        .map(|c| c.to_bytes())
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    format!("{what} is larger than {max} bytes"),
+                )
+            } else {
+                ApiError::bad_request(format!("reading {what}: {e}"))
+            }
+        })
+}

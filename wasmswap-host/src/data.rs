@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use http::header::{COOKIE, HOST};
 use http::{HeaderName, HeaderValue, Method, StatusCode, Uri};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::body::{ApiError, BoxError, Response, json};
@@ -101,34 +101,12 @@ impl DataPlane {
             .service(service)
             .ok_or_else(|| ApiError::not_found(format!("no service named {service:?}")))?;
         let key = self.sticky_key(&req);
-        let collect = Limited::new(req.into_body(), self.config.max_invoke_body).collect();
-        let body = tokio::time::timeout(crate::body::BODY_READ_TIMEOUT, collect)
-            .await
-            .map_err(|_| {
-                ApiError::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "request_timeout",
-                    format!(
-                        "the body did not arrive within {:?}",
-                        crate::body::BODY_READ_TIMEOUT
-                    ),
-                )
-            })?
-            .map_err(|e| {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "payload_too_large",
-                        format!(
-                            "the arguments are larger than {} bytes",
-                            self.config.max_invoke_body
-                        ),
-                    )
-                } else {
-                    ApiError::bad_request(format!("reading the body: {e}"))
-                }
-            })?
-            .to_bytes();
+        let body = crate::body::read_body(
+            req.into_body(),
+            self.config.max_invoke_body,
+            "the arguments",
+        )
+        .await?;
         let args: serde_json::Value = if body.is_empty() {
             serde_json::Value::Null
         } else {

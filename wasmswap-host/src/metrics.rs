@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use wasmswap_core::{ErrorKind, LATENCY_BUCKETS_US, LoadSource};
 
-use crate::node::Node;
+use crate::node::{Node, ServiceStatus, VersionStatus};
 
 /// Upper bounds of the load-duration buckets, in seconds.
 const LOAD_BUCKETS_S: [f64; 10] = [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0];
@@ -52,6 +52,30 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// One sample per service and version.
+fn per_version(
+    out: &mut String,
+    services: &[ServiceStatus],
+    name: &str,
+    kind: &str,
+    help: &str,
+    value: impl Fn(&VersionStatus) -> u64,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    for s in services {
+        for v in &s.versions {
+            let _ = writeln!(
+                out,
+                "{name}{{service=\"{}\",version=\"{}\"}} {}",
+                label(&s.name),
+                label(&v.version),
+                value(v)
+            );
+        }
+    }
+}
+
 /// Renders every metric of `node`.
 pub fn render(node: &Node) -> String {
     let mut out = String::new();
@@ -69,23 +93,14 @@ pub fn render(node: &Node) -> String {
     );
     let _ = writeln!(out, "wasm_modules_count {}", node.version_count());
 
-    header(
+    per_version(
         &mut out,
+        &services,
         "wasm_functions_invoked_total",
         "counter",
         "Calls completed, by service and version.",
+        |v| v.counters.calls,
     );
-    for s in &services {
-        for v in &s.versions {
-            let _ = writeln!(
-                out,
-                "wasm_functions_invoked_total{{service=\"{}\",version=\"{}\"}} {}",
-                label(&s.name),
-                label(&v.version),
-                v.counters.calls
-            );
-        }
-    }
 
     header(
         &mut out,
@@ -147,59 +162,32 @@ pub fn render(node: &Node) -> String {
         }
     }
 
-    header(
+    per_version(
         &mut out,
+        &services,
         "wasm_in_flight",
         "gauge",
         "Calls running now, by service and version.",
+        |v| v.in_flight,
     );
-    for s in &services {
-        for v in &s.versions {
-            let _ = writeln!(
-                out,
-                "wasm_in_flight{{service=\"{}\",version=\"{}\"}} {}",
-                label(&s.name),
-                label(&v.version),
-                v.in_flight
-            );
-        }
-    }
 
-    header(
+    per_version(
         &mut out,
+        &services,
         "wasm_memory_high_water_bytes",
         "gauge",
         "Largest linear memory any call reached, by service and version.",
+        |v| v.counters.memory_high_water_bytes,
     );
-    for s in &services {
-        for v in &s.versions {
-            let _ = writeln!(
-                out,
-                "wasm_memory_high_water_bytes{{service=\"{}\",version=\"{}\"}} {}",
-                label(&s.name),
-                label(&v.version),
-                v.counters.memory_high_water_bytes
-            );
-        }
-    }
 
-    header(
+    per_version(
         &mut out,
+        &services,
         "wasm_fuel_consumed_total",
         "counter",
         "Fuel consumed (when metered), by service and version.",
+        |v| v.counters.fuel_consumed,
     );
-    for s in &services {
-        for v in &s.versions {
-            let _ = writeln!(
-                out,
-                "wasm_fuel_consumed_total{{service=\"{}\",version=\"{}\"}} {}",
-                label(&s.name),
-                label(&v.version),
-                v.counters.fuel_consumed
-            );
-        }
-    }
 
     header(
         &mut out,
