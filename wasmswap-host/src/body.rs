@@ -99,6 +99,32 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// For anonymous data-plane clients: the same status and code, but a
+    /// trap's backtrace and internal failures stay in the node's log.
+    pub fn public(service: &str, e: wasmswap_core::Error) -> Self {
+        use wasmswap_core::Error;
+        let public = match &e {
+            Error::Trap { code: Some(c), .. } => Some(format!("the guest trapped: {c}")),
+            Error::Trap { code: None, .. } => Some("the guest trapped".to_string()),
+            Error::Internal(_)
+            | Error::Instantiate(_)
+            | Error::Sandbox(_)
+            | Error::Cache(_)
+            | Error::Unrepresentable(_) => Some("the call failed inside the node".to_string()),
+            _ => None,
+        };
+        if e.is_guest_fault() || public.is_some() {
+            tracing::warn!(%service, error = %e, "call failed");
+        }
+        let mut api = ApiError::from(e);
+        if let Some(message) = public {
+            api.message = message;
+        }
+        api
+    }
+}
+
 impl From<wasmswap_core::Error> for ApiError {
     /// Guest faults are the guest's problem (500 with what happened), limits
     /// and capacity are 503/504, bad arguments 400, a missing export 404.

@@ -104,13 +104,23 @@ impl JsonClient {
             .header(header::AUTHORIZATION, format!("Bearer {}", self.token))
             .body(Full::new(Bytes::from(bytes)))
             .map_err(|e| PostError::Transport(e.to_string()))?;
-        let resp = tokio::time::timeout(Duration::from_secs(10), self.client.request(req))
+        // One deadline for the whole exchange, and a small cap on what is
+        // read back: a misbehaving control plane must not stall or bloat us.
+        let exchange = async {
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| PostError::Transport(e.to_string()))?;
+            let status = resp.status();
+            let _ = http_body_util::Limited::new(resp.into_body(), 64 << 10)
+                .collect()
+                .await;
+            Ok::<_, PostError>(status)
+        };
+        let status = tokio::time::timeout(Duration::from_secs(10), exchange)
             .await
-            .map_err(|_| PostError::Transport("no answer within 10 s".into()))?
-            .map_err(|e| PostError::Transport(e.to_string()))?;
-        let status = resp.status();
-        // Drain the body so the connection can be reused.
-        let _ = resp.into_body().collect().await;
+            .map_err(|_| PostError::Transport("no answer within 10 s".into()))??;
         if status.is_success() {
             Ok(())
         } else {

@@ -66,6 +66,11 @@ impl DataPlane {
             StickyKey::Cookie(name) => req.headers().get_all(COOKIE).iter().find_map(|v| {
                 v.to_str().ok()?.split(';').find_map(|kv| {
                     let (k, v) = kv.trim().split_once('=')?;
+                    // RFC 6265 allows a quoted value.
+                    let v = v
+                        .strip_prefix('"')
+                        .and_then(|v| v.strip_suffix('"'))
+                        .unwrap_or(v);
                     (k == name).then(|| v.to_string())
                 })
             }),
@@ -113,7 +118,10 @@ impl DataPlane {
             serde_json::from_slice(&body)
                 .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?
         };
-        let served = svc.invoke_json(key.as_deref(), &function, &args).await?;
+        let served = svc
+            .invoke_json(key.as_deref(), &function, &args)
+            .await
+            .map_err(|e| ApiError::public(service, e))?;
         let mut resp = json(StatusCode::OK, &served.value);
         set_version(&mut resp, &served.version);
         Ok(resp)
@@ -133,10 +141,6 @@ impl DataPlane {
         if let Some(host) = host {
             if let Some(service) = self.config.hosts.get(&host) {
                 return Ok((service.clone(), req.uri().clone()));
-            }
-            let first = host.split('.').next().unwrap_or_default();
-            if host.contains('.') && self.node.service(first).is_some() {
-                return Ok((first.to_string(), req.uri().clone()));
             }
         }
         // `/{service}/rest?q`: the guest sees `/rest?q`.
@@ -190,7 +194,10 @@ impl DataPlane {
         let (mut parts, body) = req.into_parts();
         parts.uri = uri;
         let req = http::Request::from_parts(parts, body);
-        let served = svc.handle(key.as_deref(), req).await?;
+        let served = svc
+            .handle(key.as_deref(), req)
+            .await
+            .map_err(|e| ApiError::public(&service, e))?;
         let (parts, body) = served.value.into_parts();
         let body = body.map_err(|e| -> BoxError { Box::new(e) }).boxed_unsync();
         let mut resp = http::Response::from_parts(parts, body);

@@ -87,12 +87,14 @@ impl Host {
         // Saved routes first: the node serves what it served before any
         // control plane answers.
         node.restore().await.context("restoring node state")?;
+        let mut next = Vec::new();
         for (name, path) in &config.services {
-            standalone::load_file(&node, name, path, "v1").await?;
+            next.push(standalone::serve_file(&node, name, path).await?);
         }
         let limits = ServerLimits {
             header_read_timeout: config.header_read_timeout,
             shutdown_grace: config.shutdown_grace,
+            ..ServerLimits::default()
         };
         let (stop, _) = watch::channel(false);
         let stopped = |stop: &watch::Sender<bool>| {
@@ -152,11 +154,12 @@ impl Host {
             )));
         }
 
-        for (name, path) in &config.services {
+        for ((name, path), first) in config.services.iter().zip(next) {
             let watcher = standalone::watch(
                 node.clone(),
                 name.clone(),
                 path.clone(),
+                first,
                 Duration::from_millis(250),
                 config.drain_timeout,
             );

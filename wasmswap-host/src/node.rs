@@ -267,6 +267,10 @@ struct Inner {
     loads: LoadHistogram,
     /// Serialises state writes so an older snapshot never lands last.
     persist: tokio::sync::Mutex<()>,
+    /// Set while `restore` runs: state is written once, at its end.
+    restoring: std::sync::atomic::AtomicBool,
+    /// Saved versions and routes a restore could not bring back.
+    unrestored: parking_lot::Mutex<SavedState>,
 }
 
 /// Service and version names: safe in URLs, file names and metric labels.
@@ -310,6 +314,8 @@ impl Node {
                 slots: RwLock::new(BTreeMap::new()),
                 loads: LoadHistogram::default(),
                 persist: tokio::sync::Mutex::new(()),
+                restoring: Default::default(),
+                unrestored: Default::default(),
             }),
         })
     }
@@ -384,9 +390,13 @@ impl Node {
         check_sha(&spec.sha256)?;
         if let Some(existing) = self.loaded(&spec.service, &spec.version) {
             return if existing.spec.sha256.eq_ignore_ascii_case(&spec.sha256) {
-                Ok(self
-                    .version_status(&spec.service, &spec.version)
-                    .expect("just seen"))
+                self.version_status(&spec.service, &spec.version)
+                    .ok_or_else(|| {
+                        ApiError::conflict(format!(
+                            "{}/{} changed while this request ran; retry",
+                            spec.service, spec.version
+                        ))
+                    })
             } else {
                 Err(ApiError::conflict(format!(
                     "{}/{} is already loaded with another binary ({}); load it under a new version label",
@@ -409,7 +419,13 @@ impl Node {
                 verify(&b, &spec.sha256).map_err(|e| ApiError::bad_request(e.to_string()))?;
                 b
             }
-            None => match self.stored_binary(&spec.sha256) {
+            None => match {
+                let (node, sha) = (self.clone(), spec.sha256.clone());
+                tokio::task::spawn_blocking(move || node.stored_binary(&sha))
+                    .await
+                    .ok()
+                    .flatten()
+            } {
                 Some(b) => b,
                 None => {
                     let url = spec.url.as_deref().ok_or_else(|| {
@@ -445,7 +461,14 @@ impl Node {
         let (version, source, bytes) = loaded.map_err(ApiError::from)?;
         let load_ms = started.elapsed().as_secs_f64() * 1e3;
         self.inner.loads.observe(source, started.elapsed());
-        self.store_binary(&spec.sha256, &bytes).map_err(|e| {
+        let stored = {
+            let (node, sha) = (self.clone(), spec.sha256.clone());
+            tokio::task::spawn_blocking(move || node.store_binary(&sha, &bytes).map(|()| bytes))
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))
+                .and_then(|r| r)
+        };
+        let _bytes = stored.map_err(|e| {
             ApiError::new(
                 StatusCode::INSUFFICIENT_STORAGE,
                 "store_failed",
@@ -457,9 +480,16 @@ impl Node {
         {
             let mut slots = self.inner.slots.write();
             let slot = slots.entry(service.clone()).or_default();
-            if slot.versions.contains_key(&label) {
-                // Lost a race with an identical load: keep the first.
-                return Ok(self_status(slot, &service, &label).expect("present"));
+            if let Some(first) = slot.versions.get(&label) {
+                // Lost a race with another load of this label: keep the first.
+                if !first.spec.sha256.eq_ignore_ascii_case(&spec.sha256) {
+                    return Err(ApiError::conflict(format!(
+                        "{service}/{label} was just loaded with another binary ({})",
+                        first.spec.sha256
+                    )));
+                }
+                return self_status(slot, &service, &label)
+                    .ok_or_else(|| ApiError::conflict("changed concurrently; retry"));
             }
             slot.versions.insert(
                 label.clone(),
@@ -472,7 +502,11 @@ impl Node {
             );
         }
         self.persist().await;
-        Ok(self.version_status(&service, &label).expect("just loaded"))
+        self.version_status(&service, &label).ok_or_else(|| {
+            ApiError::conflict(format!(
+                "{service}/{label} was unloaded while it loaded; retry"
+            ))
+        })
     }
 
     fn loaded(&self, service: &str, version: &str) -> Option<Loaded> {
@@ -500,12 +534,14 @@ impl Node {
         spec: RouteSpec,
     ) -> Result<ServiceStatus, ApiError> {
         check_name("service", service)?;
-        let route = self.build_route(service, &spec)?;
         {
+            // Versions are looked up under the same lock the route is
+            // stored under, so an unload cannot slip in between.
             let mut slots = self.inner.slots.write();
             let slot = slots.get_mut(service).ok_or_else(|| {
                 ApiError::not_found(format!("no versions of {service} are loaded"))
             })?;
+            let route = build_route(slot, service, &spec)?;
             match &slot.service {
                 Some(s) => {
                     let swap = s.set_route(route).map_err(ApiError::from)?;
@@ -514,31 +550,10 @@ impl Node {
                 None => slot.service = Some(Service::new(service, route).map_err(ApiError::from)?),
             }
         }
+        self.inner.unrestored.lock().routes.remove(service);
         tracing::info!(service, route = ?spec, "route set");
         self.persist().await;
         self.status_of(service)
-    }
-
-    fn build_route(&self, service: &str, spec: &RouteSpec) -> Result<Route, ApiError> {
-        let stable = self.version_of(service, &spec.stable)?;
-        let Some(candidate) = &spec.candidate else {
-            return Ok(Route::stable(stable));
-        };
-        let candidate = self.version_of(service, candidate)?;
-        let weight = Weight::from_percent(spec.weight_percent)
-            .map_err(|e| ApiError::bad_request(e.to_string()))?;
-        Ok(match spec.mode {
-            RouteMode::Split => Route::split(stable, candidate, weight),
-            RouteMode::Mirror => {
-                let mut r = Route::mirror(stable, candidate, weight);
-                if let Some(c) = r.candidate.as_mut() {
-                    c.mode = CandidateMode::Mirror {
-                        side_effects: spec.mirror_side_effects,
-                    };
-                }
-                r
-            }
-        })
     }
 
     /// Puts the previous route back (one pointer swap).
@@ -586,14 +601,40 @@ impl Node {
         {
             let _ = svc.forget_previous(timeout).await;
         }
-        {
+        let sha = {
             let mut slots = self.inner.slots.write();
-            if let Some(slot) = slots.get_mut(service) {
-                slot.versions.remove(label);
-                if slot.versions.is_empty() && slot.service.is_none() {
-                    slots.remove(service);
-                }
+            let Some(slot) = slots.get_mut(service) else {
+                return Ok(());
+            };
+            // A route change or rollback may have picked it up again while
+            // it drained: then it stays.
+            if let Some(svc) = &slot.service
+                && let Some(place) = in_use(svc, &version)
+            {
+                return Err(ApiError::conflict(format!(
+                    "{service}/{label} went back into {place} while it drained; it stays loaded"
+                )));
             }
+            let sha = slot.versions.remove(label).map(|l| l.spec.sha256);
+            if slot.versions.is_empty() && slot.service.is_none() {
+                slots.remove(service);
+            }
+            let still_used = |sha: &str| {
+                slots
+                    .values()
+                    .flat_map(|s| s.versions.values())
+                    .any(|l| l.spec.sha256.eq_ignore_ascii_case(sha))
+            };
+            sha.filter(|s| !still_used(s))
+        };
+        self.inner
+            .unrestored
+            .lock()
+            .versions
+            .retain(|v| !(v.service == service && v.version == label));
+        // The binary goes too, unless another version runs the same bytes.
+        if let Some(path) = sha.and_then(|s| self.artifact_path(&s)) {
+            let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(path)).await;
         }
         tracing::info!(service, version = label, "version unloaded");
         self.persist().await;
@@ -692,10 +733,18 @@ impl Node {
         let Some(path) = self.state_file() else {
             return;
         };
+        if self
+            .inner
+            .restoring
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            // Written once when the restore is over, never half-way.
+            return;
+        }
         let _guard = self.inner.persist.lock().await;
         let state = {
             let slots = self.inner.slots.read();
-            SavedState {
+            let mut state = SavedState {
                 versions: slots
                     .values()
                     .flat_map(|s| s.versions.values().map(|l| l.spec.clone()))
@@ -706,20 +755,43 @@ impl Node {
                         Some((n.clone(), RouteSpec::of(&s.service.as_ref()?.route())))
                     })
                     .collect(),
+            };
+            // What a restore could not bring back is kept for the next one.
+            let pending = self.inner.unrestored.lock();
+            for v in &pending.versions {
+                if !state
+                    .versions
+                    .iter()
+                    .any(|l| l.service == v.service && l.version == v.version)
+                {
+                    state.versions.push(v.clone());
+                }
             }
+            for (service, route) in &pending.routes {
+                state
+                    .routes
+                    .entry(service.clone())
+                    .or_insert_with(|| route.clone());
+            }
+            state
         };
         let bytes = match serde_json::to_vec_pretty(&state) {
             Ok(b) => b,
             Err(e) => return tracing::error!(error = %e, "cannot encode node state"),
         };
-        if let Err(e) = write_atomically(&path, &bytes) {
+        let result = tokio::task::spawn_blocking(move || {
+            write_atomically(&path, &bytes).map_err(|e| (path, e))
+        })
+        .await;
+        if let Ok(Err((path, e))) = result {
             tracing::error!(path = %path.display(), error = %e, "cannot save node state");
         }
     }
 
     /// Loads the versions and routes saved by a previous run, binaries from
     /// the local store (fetched again only when missing or corrupt). What
-    /// cannot be restored is logged and skipped; the rest serves.
+    /// cannot be restored is logged and kept in the state file for the next
+    /// start; a split whose candidate is missing serves its stable version.
     pub async fn restore(&self) -> anyhow::Result<usize> {
         let Some(path) = self.state_file() else {
             return Ok(0);
@@ -731,21 +803,88 @@ impl Node {
         };
         let state: SavedState = serde_json::from_slice(&bytes)
             .map_err(|e| anyhow::anyhow!("{} is not valid node state: {e}", path.display()))?;
+        self.inner
+            .restoring
+            .store(true, std::sync::atomic::Ordering::Release);
         let mut restored = 0;
+        let mut pending = SavedState::default();
         for spec in state.versions {
             let what = format!("{}/{}", spec.service, spec.version);
-            match self.load(spec, None).await {
+            match self.load(spec.clone(), None).await {
                 Ok(_) => restored += 1,
-                Err(e) => tracing::error!(version = %what, error = %e, "cannot restore version"),
+                Err(e) => {
+                    tracing::error!(version = %what, error = %e, "cannot restore version");
+                    pending.versions.push(spec);
+                }
             }
         }
         for (service, route) in state.routes {
-            if let Err(e) = self.set_route(&service, route).await {
+            let mut result = self.set_route(&service, route.clone()).await;
+            if result.is_err() && route.candidate.is_some() {
+                tracing::warn!(%service, "the candidate is missing; serving the stable version alone");
+                let stable_only = RouteSpec {
+                    candidate: None,
+                    weight_percent: 0.0,
+                    ..route.clone()
+                };
+                result = self.set_route(&service, stable_only).await;
+            }
+            if let Err(e) = result {
                 tracing::error!(%service, error = %e, "cannot restore route");
+                pending.routes.insert(service, route);
             }
         }
+        *self.inner.unrestored.lock() = pending;
+        self.inner
+            .restoring
+            .store(false, std::sync::atomic::Ordering::Release);
+        self.persist().await;
         tracing::info!(versions = restored, "node state restored");
         Ok(restored)
+    }
+}
+
+fn build_route(slot: &Slot, service: &str, spec: &RouteSpec) -> Result<Route, ApiError> {
+    let version = |label: &str| {
+        slot.versions
+            .get(label)
+            .map(|l| l.version.clone())
+            .ok_or_else(|| {
+                ApiError::not_found(format!("{service} has no version {label:?} loaded"))
+            })
+    };
+    let stable = version(&spec.stable)?;
+    let Some(candidate) = &spec.candidate else {
+        return Ok(Route::stable(stable));
+    };
+    let candidate = version(candidate)?;
+    let weight = Weight::from_percent(spec.weight_percent)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(match spec.mode {
+        RouteMode::Split => Route::split(stable, candidate, weight),
+        RouteMode::Mirror => {
+            let mut r = Route::mirror(stable, candidate, weight);
+            if let Some(c) = r.candidate.as_mut() {
+                c.mode = CandidateMode::Mirror {
+                    side_effects: spec.mirror_side_effects,
+                };
+            }
+            r
+        }
+    })
+}
+
+/// Whether `version` is in the service's current or rollback route.
+fn in_use(service: &Service, version: &Version) -> Option<&'static str> {
+    if service.route().versions().any(|v| v.same_as(version)) {
+        Some("the current route")
+    } else if service
+        .previous_route()
+        .is_some_and(|r| r.versions().any(|v| v.same_as(version)))
+    {
+        Some("the rollback route")
+    } else {
+        None
     }
 }
 

@@ -10,7 +10,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::body::Response;
 
@@ -21,6 +21,8 @@ pub struct ServerLimits {
     pub header_read_timeout: Duration,
     /// After a stop signal, how long in-flight requests may take to finish.
     pub shutdown_grace: Duration,
+    /// Open connections at most; the listener waits for one to close.
+    pub max_connections: usize,
 }
 
 impl Default for ServerLimits {
@@ -28,6 +30,7 @@ impl Default for ServerLimits {
         ServerLimits {
             header_read_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(30),
+            max_connections: 4096,
         }
     }
 }
@@ -48,10 +51,22 @@ pub async fn serve<H, Fut>(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(20)))
+        .keep_alive_timeout(Duration::from_secs(20));
     let graceful = GracefulShutdown::new();
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     tokio::pin!(shutdown);
     loop {
+        let permit = tokio::select! {
+            _ = &mut shutdown => break,
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
         tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => {
@@ -70,10 +85,20 @@ pub async fn serve<H, Fut>(
                     let handler = handler.clone();
                     async move { Ok::<_, Infallible>(handler(req).await) }
                 });
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
-                let conn = graceful.watch(conn);
+                let builder = builder.clone();
+                let watcher = graceful.watcher();
+                let header_timeout = limits.header_read_timeout;
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
+                    let _permit = permit;
+                    // hyper-util reads the first bytes to tell HTTP/1 from
+                    // HTTP/2 with no deadline of its own: a client that
+                    // connects and stalls must not hold the slot forever.
+                    if !first_bytes_within(&stream, header_timeout).await {
+                        tracing::debug!(%peer, "no request within the header timeout; closed");
+                        return;
+                    }
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                    if let Err(e) = watcher.watch(conn.into_owned()).await {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
                     }
                 });
@@ -85,6 +110,35 @@ pub async fn serve<H, Fut>(
         _ = graceful.shutdown() => tracing::info!("all connections closed"),
         _ = tokio::time::sleep(limits.shutdown_grace) => {
             tracing::warn!(grace = ?limits.shutdown_grace, "connections still open after the grace period");
+        }
+    }
+}
+
+/// The HTTP/2 client preface; a connection that has sent a prefix of it has
+/// not yet told HTTP/2 from HTTP/1.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Waits (up to `timeout`) until the client has sent enough to choose a
+/// protocol: any byte that is not a prefix of the HTTP/2 preface, or all of it.
+async fn first_bytes_within(stream: &TcpStream, timeout: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut buf = [0u8; 24];
+    loop {
+        match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return false,
+            Ok(Ok(n)) => {
+                if n >= H2_PREFACE.len() || !H2_PREFACE.starts_with(&buf[..n]) {
+                    return true;
+                }
+                // A partial preface: wait for more (peek returns at once
+                // while bytes are buffered, so pause between looks).
+                if tokio::time::timeout_at(deadline, tokio::time::sleep(Duration::from_millis(10)))
+                    .await
+                    .is_err()
+                {
+                    return false;
+                }
+            }
         }
     }
 }

@@ -9,8 +9,44 @@ use wasmswap_core::{Capabilities, Limits};
 
 use crate::node::{Node, RouteSpec, VersionSpec, content_sha256};
 
-/// Loads `path` as the next version of `service` and routes to it.
-/// Returns the new label, or `None` when the file did not change.
+/// The number after the highest `v{n}` label `service` holds (1 if none):
+/// a restarted standalone node with a state directory continues its count.
+pub fn next_number(node: &Node, service: &str) -> u64 {
+    node.status_of(service)
+        .map(|s| {
+            s.versions
+                .iter()
+                .filter_map(|v| v.version.strip_prefix('v')?.parse::<u64>().ok())
+                .max()
+                .map_or(1, |n| n + 1)
+        })
+        .unwrap_or(1)
+}
+
+/// Serves `path` as `service` at start-up: routes to the version already
+/// holding its bytes (restored from the state directory), or loads it as
+/// the next `v{n}`. Returns the number the watcher continues from.
+pub async fn serve_file(node: &Node, service: &str, path: &Path) -> anyhow::Result<u64> {
+    let bytes = tokio::fs::read(path)
+        .await
+        .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+    let sha = content_sha256(&bytes);
+    let n = next_number(node, service);
+    let stable_sha = node.status_of(service).ok().and_then(|s| {
+        let stable = s.route?.stable;
+        s.versions
+            .into_iter()
+            .find(|v| v.version == stable)
+            .map(|v| v.sha256)
+    });
+    if stable_sha.as_deref() == Some(sha.as_str()) {
+        return Ok(n);
+    }
+    load_file(node, service, path, &format!("v{n}")).await?;
+    Ok(n + 1)
+}
+
+/// Loads `path` as version `label` of `service` and routes to it.
 pub async fn load_file(
     node: &Node,
     service: &str,
@@ -55,13 +91,20 @@ fn fingerprint(path: &Path) -> Option<(u64, SystemTime)> {
 /// beside the serving version, routed atomically, with the version before
 /// last unloaded once drained (the last one stays warm for a rollback). A
 /// file that fails to load is logged; the serving version stays.
-pub async fn watch(node: Node, service: String, path: PathBuf, every: Duration, drain: Duration) {
+pub async fn watch(
+    node: Node,
+    service: String,
+    path: PathBuf,
+    first: u64,
+    every: Duration,
+    drain: Duration,
+) {
     let mut seen = fingerprint(&path);
     let mut current_sha = tokio::fs::read(&path)
         .await
         .ok()
         .map(|b| content_sha256(&b));
-    let mut n = 2u64;
+    let mut n = first;
     loop {
         tokio::time::sleep(every).await;
         let now = fingerprint(&path);
@@ -83,6 +126,8 @@ pub async fn watch(node: Node, service: String, path: PathBuf, every: Duration, 
                 tracing::info!(%service, version = %label, "reloaded");
                 current_sha = sha;
                 if n >= 3 {
+                    // The previous version stays warm for a rollback; the
+                    // one before it goes once its calls finish.
                     let old = format!("v{}", n - 2);
                     let node = node.clone();
                     let service = service.clone();
