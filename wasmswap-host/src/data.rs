@@ -138,10 +138,8 @@ impl DataPlane {
                 Some(h.rsplit_once(':').map_or(h, |(name, _)| name).to_string())
             })
             .map(|h| h.to_ascii_lowercase());
-        if let Some(host) = host {
-            if let Some(service) = self.config.hosts.get(&host) {
-                return Ok((service.clone(), req.uri().clone()));
-            }
+        if let Some(service) = host.and_then(|h| self.config.hosts.get(&h)) {
+            return Ok((service.clone(), req.uri().clone()));
         }
         // `/{service}/rest?q`: the guest sees `/rest?q`.
         let path = req.uri().path();

@@ -414,18 +414,22 @@ impl Node {
                 ),
             ));
         }
-        let bytes = match bytes {
-            Some(b) => {
-                verify(&b, &spec.sha256).map_err(|e| ApiError::bad_request(e.to_string()))?;
-                b
-            }
-            None => match {
+        let stored = match &bytes {
+            Some(_) => None,
+            None => {
                 let (node, sha) = (self.clone(), spec.sha256.clone());
                 tokio::task::spawn_blocking(move || node.stored_binary(&sha))
                     .await
                     .ok()
                     .flatten()
-            } {
+            }
+        };
+        let bytes = match bytes {
+            Some(b) => {
+                verify(&b, &spec.sha256).map_err(|e| ApiError::bad_request(e.to_string()))?;
+                b
+            }
+            None => match stored {
                 Some(b) => b,
                 None => {
                     let url = spec.url.as_deref().ok_or_else(|| {

@@ -839,3 +839,322 @@ async fn http2_clients_and_the_outbound_allowlist() {
     assert!(body.contains("HttpRequestDenied"), "{body}");
     host.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_names_cookies_and_mirrors() {
+    let blobs = Blobs::start().await;
+    let host = Host::start(HostConfig {
+        listen: ([127, 0, 0, 1], 0).into(),
+        agent: Some((([127, 0, 0, 1], 0).into(), TOKEN.into())),
+        hosts: [("hello.example.test".to_string(), "hello".to_string())].into(),
+        sticky: wasmswap_host::StickyKey::Cookie("session".into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let c = Client::new(&host);
+    hello(&c, &blobs).await;
+
+    // A configured Host name routes to its service; the guest sees the whole path.
+    let r = c
+        .http
+        .get(format!("{}/any/path", c.data))
+        .header("host", "hello.example.test:8080")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "hello from v1 at /any/path\n");
+    // An unknown name falls back to the path: `/any/…` is no service.
+    let r = c
+        .http
+        .get(format!("{}/any/path", c.data))
+        .header("host", "other.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    // The sticky key comes from the cookie (quoted or not).
+    c.route(
+        "hello",
+        json!({"stable": "v1", "candidate": "v2", "weightPercent": 50}),
+    )
+    .await;
+    let mut sides = std::collections::HashSet::new();
+    for user in 0..16 {
+        let mut first = None;
+        for cookie in [
+            format!("a=1; session={user}"),
+            format!("session=\"{user}\"; b=2"),
+        ] {
+            let r = c
+                .http
+                .get(format!("{}/hello/", c.data))
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap();
+            let v = r.headers()["x-wasmswap-version"]
+                .to_str()
+                .unwrap()
+                .to_string();
+            assert_eq!(first.get_or_insert(v.clone()), &v, "user {user} moved");
+        }
+        sides.insert(first.unwrap());
+    }
+    assert_eq!(sides.len(), 2);
+
+    // A mirror: the stable version answers everything.
+    let (s, b) = c
+        .route(
+            "hello",
+            json!({"stable": "v1", "candidate": "v2", "weightPercent": 100, "mode": "mirror"}),
+        )
+        .await;
+    assert_eq!(
+        (s, b["route"]["mode"].as_str()),
+        (200, Some("mirror")),
+        "{b}"
+    );
+    for _ in 0..5 {
+        let (status, v, _) = c.get("/hello/", None).await.unwrap();
+        assert_eq!((status, v.as_str()), (200, "v1"));
+    }
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_and_stalled_requests_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let blobs = Blobs::start().await;
+    let host = Host::start(HostConfig {
+        listen: ([127, 0, 0, 1], 0).into(),
+        agent: Some((([127, 0, 0, 1], 0).into(), TOKEN.into())),
+        header_read_timeout: Duration::from_millis(300),
+        max_invoke_body: 1024,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let c = Client::new(&host);
+    let (sha, url) = blobs.put(test_programs::bytes(test_programs::TYPES_COMPONENT));
+    c.load("types", "v1", &sha, &url, json!({})).await;
+    c.route("types", json!({"stable": "v1"})).await;
+    let big = format!("[\"{}\"]", "x".repeat(4096));
+    let r = c
+        .http
+        .post(format!("{}/_invoke/types/greet", c.data))
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "payload_too_large"
+    );
+
+    // Slow loris on both listeners: silence, half a request line, half an
+    // HTTP/2 preface — each connection is closed after the header timeout.
+    for addr in [host.data_addr(), host.agent_addr().unwrap()] {
+        for sent in [&b""[..], b"GET / HT", b"PRI * HTTP/2.0\r\n"] {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.write_all(sent).await.unwrap();
+            let started = std::time::Instant::now();
+            let mut buf = [0u8; 256];
+            let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+                .await
+                .expect("the server closes a stalled connection")
+                .unwrap_or(0);
+            let answer = String::from_utf8_lossy(&buf[..n]).to_string();
+            assert!(
+                n == 0 || answer.starts_with("HTTP/1.1 408"),
+                "{sent:?}: {answer:?}"
+            );
+            assert!(started.elapsed() < Duration::from_secs(3), "{sent:?}");
+        }
+    }
+    // And the node still serves.
+    let r = c
+        .http
+        .post(format!("{}/_invoke/types/add-u8", c.data))
+        .body("[2,2]")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap(), json!(4));
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_a_running_call_finish() {
+    let blobs = Blobs::start().await;
+    let host = start(None).await;
+    let c = Arc::new(Client::new(&host));
+    let (sha, url) = blobs.put(test_programs::bytes(test_programs::HOSTILE_MODULE));
+    c.load(
+        "calc",
+        "v1",
+        &sha,
+        &url,
+        json!({"timeoutMs": 20_000, "maxCpuPercent": 100}),
+    )
+    .await;
+    c.route("calc", json!({"stable": "v1"})).await;
+    let call = {
+        let c = c.clone();
+        tokio::spawn(async move {
+            let r = c
+                .http
+                .post(format!("{}/_invoke/calc/cpu_hog", c.data))
+                .json(&json!([1500]))
+                .send()
+                .await?;
+            Ok::<_, reqwest::Error>((r.status().as_u16(), r.text().await?))
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let addr = host.data_addr();
+    host.shutdown().await;
+    let (status, body) = call.await.unwrap().expect("the call was not cut off");
+    assert_eq!(status, 200, "{body}");
+    // New connections are refused once it has stopped.
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_stored_binary_is_fetched_again_on_restart() {
+    let state = tempfile::tempdir().unwrap();
+    let blobs = Blobs::start().await;
+    let bytes = test_programs::bytes(test_programs::HTTP_HELLO_V1_COMPONENT);
+    let (sha, url) = blobs.put(bytes);
+    {
+        let host = start(Some(state.path())).await;
+        let c = Client::new(&host);
+        assert_eq!(c.load("hello", "v1", &sha, &url, json!({})).await.0, 201);
+        c.route("hello", json!({"stable": "v1"})).await;
+        host.shutdown().await;
+    }
+    let stored = state.path().join("artifacts").join(format!("{sha}.wasm"));
+    let mut corrupt = std::fs::read(&stored).unwrap();
+    corrupt[100] ^= 0xff;
+    std::fs::write(&stored, corrupt).unwrap();
+
+    let host = start(Some(state.path())).await;
+    let c = Client::new(&host);
+    let (status, version, _) = c.get("/hello/again", None).await.unwrap();
+    assert_eq!((status, version.as_str()), (200, "v1"));
+    assert_eq!(
+        sha_of_file(&stored),
+        sha,
+        "the store holds the good bytes again"
+    );
+    host.shutdown().await;
+}
+
+fn sha_of_file(p: &std::path::Path) -> String {
+    sha(&std::fs::read(p).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unload_loses_to_a_rollback_that_needs_the_version() {
+    let blobs = Blobs::start().await;
+    let host = start(None).await;
+    let c = Arc::new(Client::new(&host));
+    let (sha, url) = blobs.put(test_programs::bytes(test_programs::HOSTILE_MODULE));
+    for v in ["v1", "v2"] {
+        c.load(
+            "calc",
+            v,
+            &sha,
+            &url,
+            json!({"timeoutMs": 20_000, "maxCpuPercent": 100}),
+        )
+        .await;
+    }
+    c.route("calc", json!({"stable": "v1"})).await;
+    let call = {
+        let c = c.clone();
+        tokio::spawn(async move {
+            c.http
+                .post(format!("{}/_invoke/calc/cpu_hog", c.data))
+                .json(&json!([1500]))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    c.route("calc", json!({"stable": "v2"})).await;
+    // The unload of v1 waits for the call; meanwhile v1 is rolled back in.
+    let unload = {
+        let c = c.clone();
+        tokio::spawn(async move {
+            c.agent(
+                reqwest::Method::DELETE,
+                "/v1/services/calc/versions/v1?drainTimeoutMs=20000",
+                None,
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (s, b) = c
+        .agent(reqwest::Method::POST, "/v1/services/calc/rollback", None)
+        .await;
+    assert_eq!((s, b["route"]["stable"].as_str()), (200, Some("v1")), "{b}");
+    let (s, b) = unload.await.unwrap();
+    assert_eq!(s, 409, "{b}");
+    assert_eq!(call.await.unwrap(), 200);
+    // v1 is still loaded and serving.
+    let r = c
+        .http
+        .post(format!("{}/_invoke/calc/cpu_hog", c.data))
+        .json(&json!([1]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-wasmswap-version"], "v1");
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_services_restart_with_their_state() {
+    let state = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("app.wasm");
+    std::fs::copy(test_programs::HTTP_HELLO_V1_COMPONENT, &app).unwrap();
+    let config = || HostConfig {
+        listen: ([127, 0, 0, 1], 0).into(),
+        state_dir: Some(state.path().into()),
+        services: vec![("hello".into(), app.clone())],
+        ..Default::default()
+    };
+    let answer = |host: &Host| {
+        let url = format!("http://{}/hello/", host.data_addr());
+        async move {
+            let r = reqwest::get(url).await.unwrap();
+            (
+                r.status().as_u16(),
+                r.headers()["x-wasmswap-version"]
+                    .to_str()
+                    .unwrap()
+                    .to_string(),
+            )
+        }
+    };
+    let host = Host::start(config()).await.unwrap();
+    assert_eq!(answer(&host).await, (200, "v1".to_string()));
+    host.shutdown().await;
+    // Same file: the restored v1 serves again.
+    let host = Host::start(config()).await.unwrap();
+    assert_eq!(answer(&host).await, (200, "v1".to_string()));
+    host.shutdown().await;
+    // A new build while it was down: the next number, not a clash with v1.
+    std::fs::copy(test_programs::HTTP_HELLO_V2_COMPONENT, &app).unwrap();
+    let host = Host::start(config()).await.unwrap();
+    assert_eq!(answer(&host).await, (200, "v2".to_string()));
+    host.shutdown().await;
+}
