@@ -31,7 +31,7 @@ cp "$guest" "$work/v1.wasm"
 cp "$guest2" "$work/v2.wasm"
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_up() { for _ in $(seq 1 300); do curl -fsS -o /dev/null "$1" && return 0; sleep 0.1; done; echo "not up: $1" >&2; exit 1; }
+wait_up() { for _ in $(seq 1 300); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done; echo "not up: $1" >&2; exit 1; }
 load() { oha -z "$DURATION" -c "$CONNS" --no-tui --output-format json "$1" > "$2"; }
 
 # 1. wasmtime serve (`-S cli`: Rust guests import wasi:cli, as DESIGN.md notes).
