@@ -56,6 +56,14 @@ pub use data::{DataPlane, DataPlaneConfig, StickyKey, VERSION_HEADER};
 pub use node::{HealthSpec, Node, NodeOptions, RouteMode, RouteSpec, VersionSpec};
 pub use server::ServerLimits;
 
+/// Runs `work` until it ends or `stop` resolves.
+async fn until(work: impl Future<Output = ()>, stop: impl Future<Output = ()>) {
+    tokio::select! {
+        _ = work => {}
+        _ = stop => {}
+    }
+}
+
 /// A running host: its listeners and the tasks serving them.
 #[derive(Debug)]
 pub struct Host {
@@ -163,13 +171,7 @@ impl Host {
                 Duration::from_millis(250),
                 config.drain_timeout,
             );
-            let mut rx = stop.subscribe();
-            tasks.push(tokio::spawn(async move {
-                tokio::select! {
-                    _ = watcher => {}
-                    _ = rx.wait_for(|s| *s) => {}
-                }
-            }));
+            tasks.push(tokio::spawn(until(watcher, stopped(&stop))));
         }
         if let (Some(base_url), Some((_, token)), Some(agent)) =
             (&config.control_plane, &config.agent, agent_addr)
@@ -202,13 +204,7 @@ impl Host {
                 heartbeat_every: config.heartbeat_interval,
             };
             let client = control::run(node.clone(), cp, registration);
-            let mut rx = stop.subscribe();
-            tasks.push(tokio::spawn(async move {
-                tokio::select! {
-                    _ = client => {}
-                    _ = rx.wait_for(|s| *s) => {}
-                }
-            }));
+            tasks.push(tokio::spawn(until(client, stopped(&stop))));
         }
         tracing::info!(node = %config.node_id, data = %data_addr, agent = ?agent_addr, "host serving");
         Ok(Host {

@@ -42,7 +42,7 @@ pub async fn serve_file(node: &Node, service: &str, path: &Path) -> anyhow::Resu
     if stable_sha.as_deref() == Some(sha.as_str()) {
         return Ok(n);
     }
-    load_file(node, service, path, &format!("v{n}")).await?;
+    load_file(node, service, path, bytes, &format!("v{n}")).await?;
     Ok(n + 1)
 }
 
@@ -51,11 +51,9 @@ pub async fn load_file(
     node: &Node,
     service: &str,
     path: &Path,
+    bytes: Vec<u8>,
     label: &str,
 ) -> anyhow::Result<String> {
-    let bytes = tokio::fs::read(path)
-        .await
-        .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
     let spec = VersionSpec {
         service: service.to_string(),
         version: label.to_string(),
@@ -113,15 +111,16 @@ pub async fn watch(
         }
         seen = now;
         // Skip rewrites with the same content (an editor touching the file).
-        let sha = tokio::fs::read(&path)
-            .await
-            .ok()
-            .map(|b| content_sha256(&b));
-        if sha.is_none() || sha == current_sha {
+        // Read once: the hash and the load use the same bytes.
+        let Ok(bytes) = tokio::fs::read(&path).await else {
+            continue;
+        };
+        let sha = Some(content_sha256(&bytes));
+        if sha == current_sha {
             continue;
         }
         let label = format!("v{n}");
-        match load_file(&node, &service, &path, &label).await {
+        match load_file(&node, &service, &path, bytes, &label).await {
             Ok(_) => {
                 tracing::info!(%service, version = %label, "reloaded");
                 current_sha = sha;

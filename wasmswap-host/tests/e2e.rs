@@ -175,6 +175,19 @@ async fn hello(c: &Client, blobs: &Blobs) {
     assert_eq!(status, 200, "{body}");
 }
 
+/// Loads the `hostile` module (whose `cpu_hog` makes a long call) into
+/// `calc` under each label, with a long timeout and the whole CPU, and
+/// routes to the first.
+async fn calc(c: &Client, blobs: &Blobs, labels: &[&str]) {
+    let (sha, url) = blobs.put(test_programs::bytes(test_programs::HOSTILE_MODULE));
+    for v in labels {
+        let limits = json!({"timeoutMs": 20_000, "maxCpuPercent": 100});
+        let (s, b) = c.load("calc", v, &sha, &url, limits).await;
+        assert_eq!(s, 201, "{b}");
+    }
+    c.route("calc", json!({"stable": labels[0]})).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swaps_and_rollbacks_under_load_drop_nothing() {
     let blobs = Blobs::start().await;
@@ -292,20 +305,7 @@ async fn an_old_version_drains_then_unloads() {
     let blobs = Blobs::start().await;
     let host = start(None).await;
     let c = Arc::new(Client::new(&host));
-    let (sha, url) = blobs.put(test_programs::bytes(test_programs::HOSTILE_MODULE));
-    for v in ["v1", "v2"] {
-        let (s, b) = c
-            .load(
-                "calc",
-                v,
-                &sha,
-                &url,
-                json!({"timeoutMs": 20_000, "maxCpuPercent": 100}),
-            )
-            .await;
-        assert_eq!(s, 201, "{b}");
-    }
-    c.route("calc", json!({"stable": "v1"})).await;
+    calc(&c, &blobs, &["v1", "v2"]).await;
     // A long call on v1 …
     let slow = {
         let c = c.clone();
@@ -992,16 +992,7 @@ async fn shutdown_lets_a_running_call_finish() {
     let blobs = Blobs::start().await;
     let host = start(None).await;
     let c = Arc::new(Client::new(&host));
-    let (sha, url) = blobs.put(test_programs::bytes(test_programs::HOSTILE_MODULE));
-    c.load(
-        "calc",
-        "v1",
-        &sha,
-        &url,
-        json!({"timeoutMs": 20_000, "maxCpuPercent": 100}),
-    )
-    .await;
-    c.route("calc", json!({"stable": "v1"})).await;
+    calc(&c, &blobs, &["v1"]).await;
     let call = {
         let c = c.clone();
         tokio::spawn(async move {
@@ -1062,18 +1053,7 @@ async fn an_unload_loses_to_a_rollback_that_needs_the_version() {
     let blobs = Blobs::start().await;
     let host = start(None).await;
     let c = Arc::new(Client::new(&host));
-    let (sha, url) = blobs.put(test_programs::bytes(test_programs::HOSTILE_MODULE));
-    for v in ["v1", "v2"] {
-        c.load(
-            "calc",
-            v,
-            &sha,
-            &url,
-            json!({"timeoutMs": 20_000, "maxCpuPercent": 100}),
-        )
-        .await;
-    }
-    c.route("calc", json!({"stable": "v1"})).await;
+    calc(&c, &blobs, &["v1", "v2"]).await;
     let call = {
         let c = c.clone();
         tokio::spawn(async move {
