@@ -165,13 +165,41 @@ impl Agent {
                     &self.node.health(&service, &version, spec).await?,
                 ))
             }
+            [
+                "v1",
+                "services",
+                service,
+                "versions",
+                version,
+                "invoke",
+                function,
+            ] if method == Method::POST => {
+                let (service, version) = (service.to_string(), version.to_string());
+                let function = crate::data::percent_decode(function)?;
+                let args: serde_json::Value = self.body(req, true).await?;
+                let started = std::time::Instant::now();
+                let value = self
+                    .node
+                    .invoke_version(&service, &version, &function, &args)
+                    .await
+                    .map_err(ApiError::from)?;
+                Ok(json(
+                    StatusCode::OK,
+                    &serde_json::json!({
+                        "value": value,
+                        "version": version,
+                        "durationMs": started.elapsed().as_secs_f64() * 1e3,
+                    }),
+                ))
+            }
             ["metrics"]
             | ["v1", "status"]
             | ["v1", "versions"]
             | ["v1", "services", _]
             | ["v1", "services", _, "route" | "rollback"]
             | ["v1", "services", _, "versions", _]
-            | ["v1", "services", _, "versions", _, "health"] => Err(not_allowed()),
+            | ["v1", "services", _, "versions", _, "health"]
+            | ["v1", "services", _, "versions", _, "invoke", _] => Err(not_allowed()),
             _ => Err(ApiError::not_found(format!("no endpoint {path}"))),
         }
     }

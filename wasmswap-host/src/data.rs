@@ -211,7 +211,7 @@ fn set_version(resp: &mut Response, version: &str) {
 }
 
 /// Decodes `%XX` escapes (function names may hold `:`, `/`, `@`, `#`).
-fn percent_decode(s: &str) -> Result<String, ApiError> {
+pub(crate) fn percent_decode(s: &str) -> Result<String, ApiError> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -80,6 +80,7 @@ pub struct Fetcher {
     client: Client<HttpConnector, Empty<Bytes>>,
     max_bytes: usize,
     timeout: Duration,
+    token: Option<String>,
 }
 
 impl Fetcher {
@@ -91,7 +92,23 @@ impl Fetcher {
             client: Client::builder(TokioExecutor::new()).build(connector),
             max_bytes,
             timeout,
+            token: None,
         }
+    }
+
+    /// Sends `Authorization: Bearer {token}` with every fetch.
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token;
+        self
+    }
+
+    fn request(&self, uri: http::Uri) -> Result<http::Request<Empty<Bytes>>, FetchError> {
+        let mut req = http::Request::get(uri.clone());
+        if let Some(t) = &self.token {
+            req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        req.body(Empty::new())
+            .map_err(|_| FetchError::BadUrl(uri.to_string()))
     }
 
     /// Fetches `url` and checks its SHA-256 against `sha256`.
@@ -107,7 +124,7 @@ impl Fetcher {
         let work = async {
             let resp = self
                 .client
-                .get(uri)
+                .request(self.request(uri)?)
                 .await
                 .map_err(|e| transport(e.to_string()))?;
             if !resp.status().is_success() {

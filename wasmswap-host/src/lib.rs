@@ -89,6 +89,13 @@ impl Host {
             NodeOptions {
                 state_dir: config.state_dir.clone(),
                 max_modules: config.max_modules as usize,
+                // The control plane's binary downloads take the token the
+                // node registers with.
+                fetch_token: config
+                    .control_plane
+                    .as_ref()
+                    .and(config.agent.as_ref())
+                    .map(|(_, token)| token.clone()),
                 ..NodeOptions::default()
             },
         )?;

@@ -229,6 +229,9 @@ pub struct NodeOptions {
     pub fetch_timeout: Duration,
     /// Versions held at most; loads beyond are refused.
     pub max_modules: usize,
+    /// Bearer token sent with binary fetches (the control plane's
+    /// download endpoint needs one).
+    pub fetch_token: Option<String>,
 }
 
 impl Default for NodeOptions {
@@ -238,6 +241,7 @@ impl Default for NodeOptions {
             max_binary_bytes: 50 << 20,
             fetch_timeout: Duration::from_secs(60),
             max_modules: 1000,
+            fetch_token: None,
         }
     }
 }
@@ -308,7 +312,8 @@ impl Node {
         }
         Ok(Node {
             inner: Arc::new(Inner {
-                fetcher: Fetcher::new(options.max_binary_bytes, options.fetch_timeout),
+                fetcher: Fetcher::new(options.max_binary_bytes, options.fetch_timeout)
+                    .with_token(options.fetch_token.clone()),
                 runtime,
                 options,
                 slots: RwLock::new(BTreeMap::new()),
@@ -529,6 +534,25 @@ impl Node {
             .ok_or_else(|| {
                 ApiError::not_found(format!("{service} has no version {label:?} loaded"))
             })
+    }
+
+    /// Calls `function` of one loaded version directly, whatever the route
+    /// says (the control plane's `execute`, and checks of a candidate that
+    /// serves no traffic yet). Counted in that version's counters.
+    pub async fn invoke_version(
+        &self,
+        service: &str,
+        label: &str,
+        function: &str,
+        args: &serde_json::Value,
+    ) -> Result<serde_json::Value, wasmswap_core::Error> {
+        let version = self
+            .loaded(service, label)
+            .map(|l| l.version)
+            .ok_or_else(|| {
+                wasmswap_core::Error::NoSuchFunction(format!("{service}/{label} is not loaded"))
+            })?;
+        version.invoke_json(function, args).await
     }
 
     /// Sets a service's route; creates the service on its first route.

@@ -218,6 +218,34 @@ impl Registry {
         Ok(versions.entry(version).or_insert(entry))
     }
 
+    /// Puts back a version registered earlier, as it was (the control plane
+    /// rebuilds a registry from its store): no review and no gates run.
+    pub fn restore(
+        &mut self,
+        package: &WitPackage,
+        name: &str,
+        compatibility: Compatibility,
+        status: Status,
+        review: Review,
+    ) -> Result<&Entry, RegistryError> {
+        let interface = package.interface(name)?;
+        let id = interface.name();
+        let (key, version) = split(&id)
+            .map(|(k, v)| (k.to_string(), v))
+            .ok_or_else(|| RegistryError::Unversioned(id.clone()))?;
+        let entry = Entry {
+            id,
+            version: version.clone(),
+            interface,
+            compatibility,
+            status,
+            review,
+        };
+        let versions = self.interfaces.entry(key).or_default();
+        versions.insert(version.clone(), entry);
+        Ok(&versions[&version])
+    }
+
     fn entry_mut(&mut self, id: &str) -> Result<&mut Entry, RegistryError> {
         let (key, version) = split(id).ok_or_else(|| RegistryError::NotFound(id.into()))?;
         self.interfaces

@@ -1,0 +1,189 @@
+//! The client side of the node agent API (`wasmswap-host`).
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::model::{Module, Node};
+
+/// Why a call to a node failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The node did not answer (connection refused, reset, timed out).
+    #[error("node {node} unreachable: {reason}")]
+    Unreachable {
+        /// Node id.
+        node: String,
+        /// What happened.
+        reason: String,
+    },
+    /// The node answered with an error.
+    #[error("node {node} answered {status}: {code}: {message}")]
+    Refused {
+        /// Node id.
+        node: String,
+        /// HTTP status.
+        status: u16,
+        /// The node's error code.
+        code: String,
+        /// The node's message.
+        message: String,
+    },
+}
+
+impl AgentError {
+    /// Whether another node might do better: the node is down, overloaded
+    /// or failed inside itself — not when the guest or the request is at
+    /// fault (those fail the same way everywhere).
+    pub fn worth_failover(&self) -> bool {
+        match self {
+            AgentError::Unreachable { .. } => true,
+            AgentError::Refused { status, code, .. } => {
+                matches!(*status, 502 | 503)
+                    || (*status == 500 && code == "internal")
+                    || *status == 422 && code == "invalid_wasm"
+                    || *status == 401
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: ErrorInner,
+}
+#[derive(Deserialize)]
+struct ErrorInner {
+    code: String,
+    message: String,
+}
+
+/// What a node answered to an invocation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Invoked {
+    /// The function's result as JSON.
+    pub value: serde_json::Value,
+    /// Time spent in the node.
+    pub duration_ms: f64,
+}
+
+/// Calls node agents with the shared token.
+#[derive(Debug, Clone)]
+pub struct AgentClient {
+    http: reqwest::Client,
+    token: String,
+}
+
+impl AgentClient {
+    /// A client sending `token`, giving up on a call after `timeout`.
+    pub fn new(token: String, timeout: Duration) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2).min(timeout))
+            .timeout(timeout)
+            .build()
+            .unwrap_or_default();
+        Self { http, token }
+    }
+
+    async fn post(
+        &self,
+        node: &Node,
+        path: &str,
+        body: &serde_json::Value,
+        timeout: Option<Duration>,
+    ) -> Result<reqwest::Response, AgentError> {
+        let url = format!("{}{path}", node.agent_url.trim_end_matches('/'));
+        let mut req = self.http.post(&url).bearer_auth(&self.token).json(body);
+        if let Some(t) = timeout {
+            req = req.timeout(t);
+        }
+        let resp = req.send().await.map_err(|e| AgentError::Unreachable {
+            node: node.node_id.clone(),
+            reason: if e.is_timeout() {
+                "timed out".into()
+            } else if e.is_connect() {
+                "connection failed".into()
+            } else {
+                e.to_string()
+            },
+        })?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status().as_u16();
+        let (code, message) = match resp.json::<ErrorBody>().await {
+            Ok(b) => (b.error.code, b.error.message),
+            Err(_) => ("unknown".into(), "no error body".into()),
+        };
+        Err(AgentError::Refused {
+            node: node.node_id.clone(),
+            status,
+            code,
+            message,
+        })
+    }
+
+    /// Loads a module version on a node (service = module name, version
+    /// label = module version); the node fetches the binary from
+    /// `binary_url` unless it holds it, and verifies its SHA-256.
+    pub async fn load(
+        &self,
+        node: &Node,
+        module: &Module,
+        binary_url: &str,
+    ) -> Result<(), AgentError> {
+        let limits = serde_json::json!({
+            "maxMemoryMB": module.limits.max_memory_mb,
+            "maxCpuPercent": module.limits.max_cpu_percent,
+            "timeoutMs": u64::from(module.limits.max_execution_time_seconds) * 1000,
+        });
+        let spec = serde_json::json!({
+            "service": module.name,
+            "version": module.version,
+            "sha256": module.checksum,
+            "url": binary_url,
+            "limits": limits,
+        });
+        self.post(node, "/v1/versions", &spec, Some(Duration::from_secs(120)))
+            .await
+            .map(drop)
+    }
+
+    /// Calls `function` of a loaded module version with JSON arguments.
+    pub async fn invoke(
+        &self,
+        node: &Node,
+        module: &Module,
+        function: &str,
+        args: &serde_json::Value,
+        timeout: Duration,
+    ) -> Result<Invoked, AgentError> {
+        let path = format!(
+            "/v1/services/{}/versions/{}/invoke/{}",
+            module.name,
+            module.version,
+            urlencode(function)
+        );
+        let resp = self.post(node, &path, args, Some(timeout)).await?;
+        resp.json::<Invoked>()
+            .await
+            .map_err(|e| AgentError::Unreachable {
+                node: node.node_id.clone(),
+                reason: format!("unreadable answer: {e}"),
+            })
+    }
+}
+
+/// Percent-encodes a path segment (function names carry `:`, `/`, `#`, `@`).
+fn urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

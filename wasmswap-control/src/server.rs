@@ -1,0 +1,88 @@
+//! Building the state from a configuration and serving it.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::api::{ApiSettings, AppState, router};
+use crate::auth::Authenticator;
+use crate::clock::Clock;
+use crate::config::ControlConfig;
+use crate::store::{BLOB_GRACE_MS, Store};
+
+/// Opens the store and sets up auth for `config`.
+pub async fn build_state(config: &ControlConfig, clock: Clock) -> anyhow::Result<AppState> {
+    let store = Store::open(&config.store_config(), clock)
+        .await
+        .context("opening the store")?;
+    let node_token = config.node_token()?;
+    let auth = Authenticator::new(
+        &config.signing_key()?,
+        config
+            .auth
+            .issuer
+            .clone()
+            .unwrap_or_else(|| "wasmswap-control".into()),
+        config.auth.token_ttl_secs.unwrap_or(3600),
+        config.users()?,
+        Some(node_token.clone()),
+    )
+    .context("setting up authentication")?;
+    let settings = ApiSettings {
+        heartbeat_timeout: config.heartbeat_timeout(),
+        public_url: config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", config.listen)),
+        rate_limits: config.rate_limits,
+        node_call_timeout: Duration::from_secs(config.node_call_timeout_secs.unwrap_or(30).max(1)),
+    };
+    Ok(AppState::new(store, auth, node_token, settings)?)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then finishes
+/// the requests in flight. Runs the housekeeping (rate-limit state, unused
+/// binaries) in the background meanwhile.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    config: ControlConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let state = build_state(&config, Clock::system()).await?;
+    serve_state(listener, state, shutdown).await
+}
+
+/// Like [`serve`], with a state built already.
+pub async fn serve_state(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let housekeeping = tokio::spawn(housekeeping(state.clone()));
+    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    tracing::info!(addr = %listener.local_addr()?, "control plane serving");
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving");
+    housekeeping.abort();
+    state.store().close().await;
+    served
+}
+
+async fn housekeeping(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        state.tidy();
+        match state.store().sweep_blobs(BLOB_GRACE_MS).await {
+            Ok(swept) if !swept.is_empty() => {
+                tracing::info!(count = swept.len(), "removed unused binaries")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "sweeping unused binaries failed"),
+        }
+    }
+}

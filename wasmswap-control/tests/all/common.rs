@@ -1,0 +1,242 @@
+//! A control plane built in-process over a temporary embedded store, with
+//! one user per role, and helpers to call its router without a socket.
+
+use std::collections::HashMap;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+use wasmswap_control::api::{ApiSettings, AppState, router};
+use wasmswap_control::auth::{Authenticator, Role, SigningKey, UserConfig, hash_password};
+use wasmswap_control::clock::Clock;
+use wasmswap_control::rate::RateLimits;
+use wasmswap_control::store::{Store, StoreConfig};
+
+pub const NODE_TOKEN: &str = "node-token-0123456789abcdef";
+pub const SECRET: &[u8] = b"an-hs256-test-secret-of-32-bytes-or-more";
+/// Clock start: 2026-11-28T00:00:00Z.
+pub const T0: i64 = 1_795_824_000_000;
+
+pub fn users() -> Vec<UserConfig> {
+    // One hash for all: argon2 is slow by design, and the test only needs
+    // distinct names and roles.
+    let hash = hash_password("secret-pw");
+    Role::ALL
+        .iter()
+        .map(|r| UserConfig {
+            username: r.as_str().to_string(),
+            password_hash: hash.clone(),
+            role: *r,
+        })
+        .collect()
+}
+
+pub fn authenticator(key: &SigningKey, users: Vec<UserConfig>) -> Authenticator {
+    Authenticator::new(
+        key,
+        "wasmswap-control",
+        3600,
+        users,
+        Some(NODE_TOKEN.into()),
+    )
+    .unwrap()
+}
+
+/// Budgets no ordinary test reaches.
+pub fn generous() -> RateLimits {
+    RateLimits {
+        register: 100_000,
+        deploy: 100_000,
+        execute: 100_000,
+        read: 100_000,
+        write: 100_000,
+        login: 100_000,
+        node: 100_000,
+    }
+}
+
+/// An answer, parsed.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+    pub json: Value,
+}
+
+impl Resp {
+    /// Asserts the status, printing the body when it differs.
+    #[track_caller]
+    pub fn expect(self, status: StatusCode) -> Self {
+        assert_eq!(
+            self.status,
+            status,
+            "body: {}",
+            String::from_utf8_lossy(&self.body)
+        );
+        self
+    }
+
+    /// Asserts an error answer in the API's one shape with this code.
+    #[track_caller]
+    pub fn expect_error(self, status: StatusCode, code: &str) -> Self {
+        let r = self.expect(status);
+        let e = &r.json["error"];
+        assert_eq!(e["code"], code, "body: {}", r.json);
+        assert!(
+            e["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{}",
+            r.json
+        );
+        assert!(e.get("details").is_some(), "{}", r.json);
+        assert!(
+            e["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')),
+            "{}",
+            r.json
+        );
+        let id = r.headers["x-request-id"].to_str().unwrap();
+        assert_eq!(e["requestId"], id, "error body names the request");
+        r
+    }
+}
+
+pub struct TestApp {
+    pub state: AppState,
+    pub app: Router,
+    pub clock: Clock,
+    pub tokens: HashMap<Role, String>,
+    pub _dir: Option<tempfile::TempDir>,
+}
+
+impl TestApp {
+    /// Over a fresh embedded store.
+    pub async fn new() -> Self {
+        Self::with_limits(generous()).await
+    }
+
+    pub async fn with_limits(limits: RateLimits) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig::embedded(dir.path());
+        let mut app = Self::build(config, limits, ApiSettings::default()).await;
+        app._dir = Some(dir);
+        app
+    }
+
+    pub async fn build(config: StoreConfig, limits: RateLimits, mut settings: ApiSettings) -> Self {
+        let clock = Clock::manual(T0);
+        let store = Store::open(&config, clock.clone()).await.unwrap();
+        let users = users();
+        let key = SigningKey::Hs256(SECRET.to_vec());
+        settings.rate_limits = limits;
+        let state = AppState::new(
+            store,
+            authenticator(&key, users.clone()),
+            NODE_TOKEN.into(),
+            settings,
+        )
+        .unwrap();
+        let auth = authenticator(&key, users);
+        let tokens = Role::ALL
+            .iter()
+            .map(|r| (*r, auth.issue(r.as_str(), *r).unwrap().token))
+            .collect();
+        TestApp {
+            app: router(state.clone()),
+            state,
+            clock,
+            tokens,
+            _dir: None,
+        }
+    }
+
+    pub fn token(&self, role: Role) -> &str {
+        &self.tokens[&role]
+    }
+
+    pub async fn send(&self, req: Request<Body>) -> Resp {
+        let resp = self.app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec();
+        let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        Resp {
+            status,
+            headers,
+            body,
+            json,
+        }
+    }
+
+    /// A request with an optional bearer token and a body of a content type.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Resp {
+        let mut b = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        if let Some(ct) = content_type {
+            b = b.header("content-type", ct);
+        }
+        self.send(b.body(Body::from(body)).unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str, role: Role) -> Resp {
+        self.call(Method::GET, path, Some(self.token(role)), None, vec![])
+            .await
+    }
+
+    pub async fn post(&self, path: &str, role: Role, body: &Value) -> Resp {
+        self.call(
+            Method::POST,
+            path,
+            Some(self.token(role)),
+            Some("application/json"),
+            serde_json::to_vec(body).unwrap(),
+        )
+        .await
+    }
+
+    pub async fn delete(&self, path: &str, role: Role) -> Resp {
+        self.call(Method::DELETE, path, Some(self.token(role)), None, vec![])
+            .await
+    }
+
+    /// Registers `bytes` as `name` `version` through the JSON API.
+    pub async fn register(&self, name: &str, version: &str, bytes: &[u8]) -> Resp {
+        use base64::Engine as _;
+        self.post(
+            "/api/v1/wasm/modules",
+            Role::Developer,
+            &serde_json::json!({
+                "name": name,
+                "version": version,
+                "wasmBinary": base64::engine::general_purpose::STANDARD.encode(bytes),
+            }),
+        )
+        .await
+    }
+}
+
+/// A tiny distinct module: `f` returns `n`.
+pub fn module_returning(n: i64) -> Vec<u8> {
+    wat::parse_str(format!(
+        r#"(module (func (export "f") (result i64) i64.const {n}))"#
+    ))
+    .unwrap()
+}

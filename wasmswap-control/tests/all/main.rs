@@ -1,0 +1,16 @@
+//! wasmswap-control integration tests: one binary (see STYLE.md), a module
+//! per topic. Router tests run without a socket (`oneshot`); the store suite
+//! runs against SQLite + a blob directory and against a real PostgreSQL and
+//! a real S3-compatible server that `services` starts on 127.0.0.1.
+
+mod authz;
+mod common;
+mod crash;
+mod execute;
+mod interfaces;
+mod jwt;
+mod limits;
+mod modules;
+mod nodes;
+mod services;
+mod store_suite;
