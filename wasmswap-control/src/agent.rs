@@ -9,12 +9,25 @@ use crate::model::{Module, Node};
 /// Why a call to a node failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
-    /// The node did not answer (connection refused, reset, timed out).
-    #[error("node {node} unreachable: {reason}")]
-    Unreachable {
+    /// No connection: the request never reached the node.
+    #[error("node {node}: connection failed")]
+    Connect {
         /// Node id.
         node: String,
-        /// What happened.
+    },
+    /// No answer in time (the call may have run).
+    #[error("node {node}: timed out")]
+    Timeout {
+        /// Node id.
+        node: String,
+    },
+    /// The exchange broke after the request was sent, or the answer was
+    /// unreadable (the call may have run).
+    #[error("node {node}: {reason}")]
+    Transport {
+        /// Node id.
+        node: String,
+        /// What happened (for the log).
         reason: String,
     },
     /// The node answered with an error.
@@ -32,18 +45,38 @@ pub enum AgentError {
 }
 
 impl AgentError {
-    /// Whether another node might do better: the node is down, overloaded
-    /// or failed inside itself — not when the guest or the request is at
-    /// fault (those fail the same way everywhere).
+    /// Whether another node should be tried: the call certainly did not
+    /// run (no connection; the node is overloaded, out of room, or failed
+    /// before the guest ran). Not after a timeout or a broken answer — the
+    /// guest may have run, and a call is not assumed safe to repeat — nor
+    /// when the guest or the request is at fault.
     pub fn worth_failover(&self) -> bool {
         match self {
-            AgentError::Unreachable { .. } => true,
+            AgentError::Connect { .. } => true,
+            AgentError::Timeout { .. } | AgentError::Transport { .. } => false,
             AgentError::Refused { status, code, .. } => {
-                matches!(*status, 502 | 503)
-                    || (*status == 500 && code == "internal")
-                    || *status == 422 && code == "invalid_wasm"
-                    || *status == 401
+                matches!(*status, 502 | 503 | 507) || (*status == 500 && code == "internal")
             }
+        }
+    }
+
+    /// A short reason for clients, without addresses or node internals.
+    pub fn reason_code(&self) -> String {
+        match self {
+            AgentError::Connect { .. } => "connect_failed".into(),
+            AgentError::Timeout { .. } => "timeout".into(),
+            AgentError::Transport { .. } => "transport_error".into(),
+            AgentError::Refused { status, code, .. } => format!("{status} {code}"),
+        }
+    }
+
+    /// The node it concerns.
+    pub fn node(&self) -> &str {
+        match self {
+            AgentError::Connect { node }
+            | AgentError::Timeout { node }
+            | AgentError::Transport { node, .. }
+            | AgentError::Refused { node, .. } => node,
         }
     }
 }
@@ -98,15 +131,18 @@ impl AgentClient {
         if let Some(t) = timeout {
             req = req.timeout(t);
         }
-        let resp = req.send().await.map_err(|e| AgentError::Unreachable {
-            node: node.node_id.clone(),
-            reason: if e.is_timeout() {
-                "timed out".into()
-            } else if e.is_connect() {
-                "connection failed".into()
+        let resp = req.send().await.map_err(|e| {
+            let node = node.node_id.clone();
+            if e.is_connect() {
+                AgentError::Connect { node }
+            } else if e.is_timeout() {
+                AgentError::Timeout { node }
             } else {
-                e.to_string()
-            },
+                AgentError::Transport {
+                    node,
+                    reason: e.to_string(),
+                }
+            }
         })?;
         if resp.status().is_success() {
             return Ok(resp);
@@ -166,12 +202,17 @@ impl AgentClient {
             urlencode(function)
         );
         let resp = self.post(node, &path, args, Some(timeout)).await?;
-        resp.json::<Invoked>()
-            .await
-            .map_err(|e| AgentError::Unreachable {
-                node: node.node_id.clone(),
-                reason: format!("unreadable answer: {e}"),
-            })
+        resp.json::<Invoked>().await.map_err(|e| {
+            let node = node.node_id.clone();
+            if e.is_timeout() {
+                AgentError::Timeout { node }
+            } else {
+                AgentError::Transport {
+                    node,
+                    reason: format!("unreadable answer: {e}"),
+                }
+            }
+        })
     }
 }
 

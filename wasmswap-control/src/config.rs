@@ -69,6 +69,10 @@ pub struct ControlConfig {
     pub heartbeat_timeout_secs: Option<u64>,
     /// Limit on one call to a node. By default 30.
     pub node_call_timeout_secs: Option<u64>,
+    /// Unreferenced binaries unused this long are removed. By default 900.
+    pub blob_grace_secs: Option<u64>,
+    /// Milliseconds between housekeeping passes. By default 60000.
+    pub housekeeping_interval_ms: Option<u64>,
     /// Storage.
     #[serde(default)]
     pub store: StoreSettings,
@@ -129,6 +133,8 @@ impl ControlConfig {
             data_dir: dir.into(),
             heartbeat_timeout_secs: None,
             node_call_timeout_secs: None,
+            blob_grace_secs: None,
+            housekeeping_interval_ms: None,
             store: StoreSettings::default(),
             auth: AuthSettings::default(),
             rate_limits: RateLimits::default(),

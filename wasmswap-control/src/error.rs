@@ -147,6 +147,11 @@ impl From<StoreError> for ApiError {
                     "the stored binary failed verification; an operator has to restore it",
                 )
             }
+            StoreError::Busy(message) => {
+                let mut err = ApiError::unavailable(message);
+                err.retry_after = Some(1);
+                err
+            }
             StoreError::Db(ref db) if matches!(db, sqlx::Error::PoolTimedOut) => {
                 tracing::warn!(request_id = %request_id(), error = %e, "database busy");
                 let mut err = ApiError::unavailable("the database is busy; retry shortly");

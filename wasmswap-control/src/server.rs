@@ -10,7 +10,7 @@ use crate::api::{ApiSettings, AppState, router};
 use crate::auth::Authenticator;
 use crate::clock::Clock;
 use crate::config::ControlConfig;
-use crate::store::{BLOB_GRACE_MS, Store};
+use crate::store::Store;
 
 /// Opens the store and sets up auth for `config`.
 pub async fn build_state(config: &ControlConfig, clock: Clock) -> anyhow::Result<AppState> {
@@ -38,6 +38,10 @@ pub async fn build_state(config: &ControlConfig, clock: Clock) -> anyhow::Result
             .unwrap_or_else(|| format!("http://{}", config.listen)),
         rate_limits: config.rate_limits,
         node_call_timeout: Duration::from_secs(config.node_call_timeout_secs.unwrap_or(30).max(1)),
+        blob_grace: Duration::from_secs(config.blob_grace_secs.unwrap_or(15 * 60)),
+        housekeeping_every: Duration::from_millis(
+            config.housekeeping_interval_ms.unwrap_or(60_000).max(10),
+        ),
     };
     Ok(AppState::new(store, auth, node_token, settings)?)
 }
@@ -73,11 +77,12 @@ pub async fn serve_state(
 }
 
 async fn housekeeping(state: AppState) {
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    let mut tick = tokio::time::interval(state.settings().housekeeping_every);
+    let grace_ms = i64::try_from(state.settings().blob_grace.as_millis()).unwrap_or(i64::MAX);
     loop {
         tick.tick().await;
         state.tidy();
-        match state.store().sweep_blobs(BLOB_GRACE_MS).await {
+        match state.store().sweep_blobs(grace_ms).await {
             Ok(swept) if !swept.is_empty() => {
                 tracing::info!(count = swept.len(), "removed unused binaries")
             }

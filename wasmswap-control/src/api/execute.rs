@@ -51,7 +51,7 @@ pub struct ExecuteResponse {
     /// The node that ran it.
     pub executed_on: String,
     /// Nodes tried before it, with why they failed.
-    pub failed_over: Vec<String>,
+    pub failed_over: Vec<Attempt>,
     /// The guest's failure, when `success` is false.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Object)]
@@ -84,14 +84,20 @@ fn candidates(mut nodes: Vec<Node>, module_id: &str) -> Vec<Node> {
 pub async fn execute(
     State(state): State<AppState>,
     caller: Caller,
+    client: super::Client,
     JsonBody(req): JsonBody<ExecuteRequest>,
 ) -> Result<Json<ExecuteResponse>, ApiError> {
     caller.require(Permission::Execute)?;
     let span = tracing::info_span!("wasm.deployment.execute", wasm.module.id = %req.module_id, wasm.function = %req.function_name);
-    tracing::Instrument::instrument(run(state, req), span).await
+    let actor = super::actor(&caller, &client);
+    tracing::Instrument::instrument(run(state, req, &actor), span).await
 }
 
-async fn run(state: AppState, req: ExecuteRequest) -> Result<Json<ExecuteResponse>, ApiError> {
+async fn run(
+    state: AppState,
+    req: ExecuteRequest,
+    actor: &crate::model::Actor,
+) -> Result<Json<ExecuteResponse>, ApiError> {
     if req.function_name.is_empty() || req.function_name.len() > 256 {
         return Err(ApiError::invalid_field(
             "functionName",
@@ -143,72 +149,96 @@ async fn run(state: AppState, req: ExecuteRequest) -> Result<Json<ExecuteRespons
         state.settings.public_url.trim_end_matches('/'),
         module.checksum
     );
-    let mut failed_over = Vec::new();
+    let call_timeout = Duration::from_secs(u64::from(timeout)) + Duration::from_secs(2);
+    let mut attempts: Vec<Attempt> = Vec::new();
     let mut full = 0;
     for node in &nodes {
         let holds = node.modules.iter().any(|m| m == &module.module_id);
         if !holds {
-            if node.loaded_modules >= node.capacity.max_modules {
+            if !state
+                .store
+                .reserve_slot(
+                    &node.node_id,
+                    &module.module_id,
+                    node.capacity.max_modules,
+                    actor,
+                )
+                .await?
+            {
                 full += 1;
                 continue;
             }
             if let Err(e) = state.agents.load(node, &module, &binary_url).await {
                 tracing::warn!(node = %node.node_id, error = %e, "load failed; trying the next node");
-                failed_over.push(format!("{}: {e}", node.node_id));
+                state
+                    .store
+                    .release_slot(&node.node_id, &module.module_id)
+                    .await?;
+                attempts.push(Attempt::of(&e));
                 continue;
             }
-            state
-                .store
-                .note_loaded(&node.node_id, &module.module_id)
-                .await?;
         }
         let started = Instant::now();
-        let call = state
+        let mut call = state
             .agents
             .invoke(
                 node,
                 &module,
                 &req.function_name,
                 &req.parameters,
-                // The guest's limit, plus the trip there and back.
-                Duration::from_secs(u64::from(timeout)) + Duration::from_secs(2),
+                call_timeout,
             )
             .await;
+        // The record said the node holds it, the node says it does not
+        // (it was restarted without its state, or evicted it): load, retry once.
+        if holds && matches!(&call, Err(AgentError::Refused { status: 404, .. })) {
+            if let Err(e) = state.agents.load(node, &module, &binary_url).await {
+                attempts.push(Attempt::of(&e));
+                continue;
+            }
+            call = state
+                .agents
+                .invoke(
+                    node,
+                    &module,
+                    &req.function_name,
+                    &req.parameters,
+                    call_timeout,
+                )
+                .await;
+        }
+        let outcome = |label: &str| {
+            state
+                .metrics
+                .executions
+                .get_or_create(&OutcomeLabels {
+                    outcome: label.to_string(),
+                })
+                .inc();
+        };
         match call {
             Ok(done) => {
-                state
-                    .metrics
-                    .executions
-                    .get_or_create(&OutcomeLabels {
-                        outcome: "success".into(),
-                    })
-                    .inc();
+                outcome("success");
                 return Ok(Json(ExecuteResponse {
                     success: true,
                     return_value: done.value,
                     duration_ms: done.duration_ms,
                     executed_on: node.node_id.clone(),
-                    failed_over,
+                    failed_over: attempts,
                     error: None,
                 }));
             }
             Err(e) if e.worth_failover() => {
                 tracing::warn!(node = %node.node_id, error = %e, "node failed; trying the next one");
-                failed_over.push(format!("{}: {e}", node.node_id));
+                attempts.push(Attempt::of(&e));
             }
             Err(AgentError::Refused {
-                status,
+                status: status @ (400 | 404),
                 code,
                 message,
                 ..
-            }) if status == 400 || status == 404 => {
-                state
-                    .metrics
-                    .executions
-                    .get_or_create(&OutcomeLabels {
-                        outcome: "bad_request".into(),
-                    })
-                    .inc();
+            }) => {
+                outcome("bad_request");
                 let mut err = ApiError::bad_request(message)
                     .with_details(serde_json::json!({ "nodeCode": code }));
                 if status == 404 {
@@ -220,24 +250,31 @@ async fn run(state: AppState, req: ExecuteRequest) -> Result<Json<ExecuteRespons
             Err(AgentError::Refused { code, message, .. }) => {
                 // The guest failed (trap, limit, timeout): it ran, and would
                 // fail the same way elsewhere.
-                state
-                    .metrics
-                    .executions
-                    .get_or_create(&OutcomeLabels {
-                        outcome: code.clone(),
-                    })
-                    .inc();
+                outcome(&code);
                 return Ok(Json(ExecuteResponse {
                     success: false,
                     return_value: serde_json::Value::Null,
                     duration_ms: started.elapsed().as_secs_f64() * 1e3,
                     executed_on: node.node_id.clone(),
-                    failed_over,
+                    failed_over: attempts,
                     error: Some(serde_json::json!({ "code": code, "message": message })),
                 }));
             }
-            Err(e @ AgentError::Unreachable { .. }) => {
-                failed_over.push(format!("{}: {e}", node.node_id));
+            Err(e) => {
+                // The call may have run: not repeated elsewhere.
+                tracing::warn!(node = %node.node_id, error = %e, "call outcome unknown");
+                outcome("unknown");
+                attempts.push(Attempt::of(&e));
+                let timed_out = matches!(e, AgentError::Timeout { .. });
+                return Err(ApiError::new(
+                    if timed_out { StatusCode::GATEWAY_TIMEOUT } else { StatusCode::BAD_GATEWAY },
+                    if timed_out { "node_timeout" } else { "node_error" },
+                    format!(
+                        "node {} did not answer properly; the call may have run, so it was not repeated elsewhere",
+                        node.node_id
+                    ),
+                )
+                .with_details(serde_json::json!({ "attempts": attempts })));
             }
         }
     }
@@ -248,7 +285,7 @@ async fn run(state: AppState, req: ExecuteRequest) -> Result<Json<ExecuteRespons
             outcome: "no_node".into(),
         })
         .inc();
-    if failed_over.is_empty() && full > 0 {
+    if attempts.is_empty() && full > 0 {
         return Err(ApiError::unavailable(format!(
             "every healthy node in the region is at capacity ({full} full)"
         )));
@@ -256,7 +293,25 @@ async fn run(state: AppState, req: ExecuteRequest) -> Result<Json<ExecuteRespons
     Err(ApiError::new(
         StatusCode::BAD_GATEWAY,
         "node_unavailable",
-        format!("every node failed ({} tried)", failed_over.len()),
+        format!("every node failed ({} tried)", attempts.len()),
     )
-    .with_details(serde_json::json!({ "attempts": failed_over })))
+    .with_details(serde_json::json!({ "attempts": attempts })))
+}
+
+/// A node that was tried and why it failed, without addresses.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Attempt {
+    /// Node id.
+    pub node: String,
+    /// `connect_failed`, `timeout`, `transport_error`, or the node's status and code.
+    pub reason: String,
+}
+
+impl Attempt {
+    fn of(e: &AgentError) -> Self {
+        Attempt {
+            node: e.node().to_string(),
+            reason: e.reason_code(),
+        }
+    }
 }

@@ -193,6 +193,12 @@ pub async fn register(
         }
     };
     let id = interface_id(&req.namespace, &req.name, &req.version);
+    // Review and insert as one step per package: two new versions
+    // registered at once must each be reviewed against the other.
+    let _lock = state
+        .store
+        .lock(&format!("interface:{}:{}", req.namespace, req.name))
+        .await?;
     let mut registry = registry_for(&state, &req.namespace, &req.name, &interface).await?;
     let entry = match registry.register(&package, &interface, compatibility) {
         Ok(e) => e.clone(),

@@ -80,6 +80,15 @@ pub async fn login(
             "username must be 1–128 characters and password at most 1024",
         ));
     }
+    // argon2 is memory- and CPU-hard by design: bound how many run at once.
+    let _permit = tokio::time::timeout(std::time::Duration::from_secs(5), state.logins.acquire())
+        .await
+        .map_err(|_| {
+            let mut e = ApiError::unavailable("too many logins in progress; retry shortly");
+            e.retry_after = Some(1);
+            e
+        })?
+        .map_err(ApiError::internal)?;
     let st = state.clone();
     let (username, password) = (body.username.clone(), body.password);
     let issued = tokio::task::spawn_blocking(move || st.auth.login(&username, &password))
@@ -127,6 +136,13 @@ pub async fn login(
     .into_response();
     resp.headers_mut()
         .insert("cache-control", HeaderValue::from_static("no-store"));
+    for (name, value) in [
+        ("x-ratelimit-limit", u64::from(decision.limit)),
+        ("x-ratelimit-remaining", u64::from(decision.remaining)),
+        ("x-ratelimit-reset", decision.reset_secs),
+    ] {
+        resp.headers_mut().insert(name, HeaderValue::from(value));
+    }
     Ok(resp)
 }
 

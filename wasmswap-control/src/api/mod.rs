@@ -31,7 +31,6 @@ use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 pub use extract::{Client, JsonBody};
 pub use openapi::ApiDoc;
@@ -65,6 +64,11 @@ pub struct ApiSettings {
     pub rate_limits: RateLimits,
     /// Limit on one node call during `execute`. By default 30 s.
     pub node_call_timeout: Duration,
+    /// Unreferenced binaries unused this long are removed. By default 15 min.
+    pub blob_grace: Duration,
+    /// How often housekeeping runs (rate-limit state, unused binaries). By
+    /// default every minute.
+    pub housekeeping_every: Duration,
 }
 
 impl Default for ApiSettings {
@@ -74,6 +78,8 @@ impl Default for ApiSettings {
             public_url: "http://127.0.0.1:8000".into(),
             rate_limits: RateLimits::default(),
             node_call_timeout: Duration::from_secs(30),
+            blob_grace: Duration::from_millis(crate::store::BLOB_GRACE_MS as u64),
+            housekeeping_every: Duration::from_secs(60),
         }
     }
 }
@@ -88,6 +94,10 @@ pub struct Inner {
     /// Compiling a registered module (to validate it and learn its exports)
     /// takes a core; one at a time keeps the API responsive.
     pub(crate) compile: tokio::sync::Semaphore,
+    /// Registration bodies are buffered (up to ~70 MB each): a few at once.
+    pub(crate) uploads: tokio::sync::Semaphore,
+    /// argon2 takes ~19 MiB and tens of milliseconds per login: one per core.
+    pub(crate) logins: tokio::sync::Semaphore,
     pub(crate) agents: AgentClient,
     pub(crate) settings: ApiSettings,
     pub(crate) metrics: Metrics,
@@ -131,6 +141,10 @@ impl AppState {
             auth,
             runtime,
             compile: tokio::sync::Semaphore::new(1),
+            uploads: tokio::sync::Semaphore::new(4),
+            logins: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+            ),
             settings,
             metrics: Metrics::new(),
             started: Instant::now(),
@@ -140,6 +154,11 @@ impl AppState {
     /// The store.
     pub fn store(&self) -> &Store {
         &self.0.store
+    }
+
+    /// The API settings.
+    pub fn settings(&self) -> &ApiSettings {
+        &self.0.settings
     }
 
     /// Forgets idle rate-limit state (call every minute or so).
@@ -202,26 +221,27 @@ pub fn router(state: AppState) -> Router {
         .fallback(system::not_found)
         .method_not_allowed_fallback(system::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn_with_state(state.clone(), observe))
-        .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
-        .layer(SetRequestIdLayer::new(
-            X_REQUEST_ID.clone(),
-            MakeRequestUuid,
-        ))
+        // Inside `observe`: a panic's answer carries the request id.
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             ApiError::internal("handler panicked").into_response()
         }))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
 
-/// Scopes the request id, records metrics and logs one line per request.
-async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// Picks the request id (the client's when well-formed, else a new UUID),
+/// puts it on the request and the response, scopes it for error bodies and
+/// the audit log, records metrics and logs one line per request.
+async fn observe(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let id = req
         .headers()
         .get(&X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
-        .filter(|v| v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string);
+    let header = HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("-"));
+    req.headers_mut()
+        .insert(X_REQUEST_ID.clone(), header.clone());
     let method = req.method().clone();
     let route = req
         .extensions()
@@ -235,12 +255,13 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
         request_id = %id,
         http.response.status_code = tracing::field::Empty,
     );
-    let resp = REQUEST_ID
+    let mut resp = REQUEST_ID
         .scope(
-            id.clone(),
+            id,
             tracing::Instrument::instrument(next.run(req), span.clone()),
         )
         .await;
+    resp.headers_mut().insert(X_REQUEST_ID.clone(), header);
     let status = resp.status().as_u16();
     span.record("http.response.status_code", status);
     let labels = RouteLabels {
@@ -305,7 +326,15 @@ async fn guard(
     let class = class_of(req.method(), &route, &caller);
     let key = match &caller {
         Caller::User { name, .. } => format!("user:{name}"),
-        Caller::Node => format!("node:{}", extract::peer(req.extensions())),
+        // A node's heartbeats are counted per node (many nodes may share
+        // an address behind NAT); its other calls per address.
+        Caller::Node => match route.strip_prefix("/api/v1/wasm/nodes/{id}/") {
+            Some(_) => format!(
+                "node:{}",
+                req.uri().path().split('/').nth(5).unwrap_or_default()
+            ),
+            None => format!("node-addr:{}", extract::peer(req.extensions())),
+        },
     };
     let decision = state.limits.check(class, &key);
     let headers = [

@@ -2,6 +2,7 @@
 //! binary download, WIT, diff.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -112,14 +113,19 @@ pub(crate) fn check_name(name: &str) -> Result<(), ApiError> {
         && name.as_bytes()[0].is_ascii_alphanumeric()
         && name.bytes().all(|b| {
             b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
-        });
+        })
+        // The first `-v<digit>` of an id `{name}-v{version}` is where the
+        // name ends, so one id cannot name two modules.
+        && !name
+            .match_indices("-v")
+            .any(|(i, _)| name[i + 2..].starts_with(|c: char| c.is_ascii_digit()));
     if ok {
         Ok(())
     } else {
         Err(ApiError::invalid_field(
             "name",
             format!(
-                "name {name:?} must be 1–64 characters of a-z, 0-9, '.', '_', '-', starting with a letter or digit"
+                "name {name:?} must be 1–64 characters of a-z, 0-9, '.', '_', '-', starting with a letter or digit, with no `-v` before a digit"
             ),
         ))
     }
@@ -180,12 +186,14 @@ async fn read_upload(state: &AppState, req: Request) -> Result<Upload, ApiError>
             if b64.len() / 4 * 3 > MAX_MODULE_BYTES + 3 {
                 return Err(too_large(b64.len() / 4 * 3));
             }
+            // Line-wrapped (MIME) base64, as `base64` prints it, is fine.
+            let compact: Vec<u8> = b64.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
             let binary = base64::engine::general_purpose::STANDARD
-                .decode(b64.trim())
+                .decode(&compact)
                 .map_err(|e| {
                     ApiError::invalid_field(
                         "wasmBinary",
-                        format!("wasmBinary is not valid base64: {e}"),
+                        format!("wasmBinary is not valid standard (RFC 4648) base64: {e}"),
                     )
                 })?;
             Ok(Upload {
@@ -333,11 +341,8 @@ async fn inspect(state: &AppState, binary: Bytes) -> Result<wasmswap_core::Artif
             )
             .with_details(details))
         }
-        Err(e) => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_wasm",
-            format!("the module is not accepted: {e}"),
-        )),
+        // Not the binary's fault (the compiler's, the machine's): logged.
+        Err(e) => Err(ApiError::internal(e)),
     }
 }
 
@@ -363,6 +368,15 @@ pub async fn register(
     req: Request,
 ) -> Result<Response, ApiError> {
     caller.require(Permission::RegisterModule)?;
+    // Bodies are buffered whole: bound how many are in memory at once.
+    let _permit = tokio::time::timeout(Duration::from_secs(10), state.uploads.acquire())
+        .await
+        .map_err(|_| {
+            let mut e = ApiError::unavailable("too many uploads in progress; retry shortly");
+            e.retry_after = Some(2);
+            e
+        })?
+        .map_err(ApiError::internal)?;
     let Upload { meta, binary } = read_upload(&state, req).await?;
     check_name(&meta.name)?;
     let version = check_version(&meta.version)?;

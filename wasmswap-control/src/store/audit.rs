@@ -66,9 +66,11 @@ impl Store {
         &self,
         filter: &AuditFilter,
     ) -> Result<(Vec<AuditRecord>, i64), StoreError> {
-        let action_prefix = filter.action.as_ref().map(|a| format!("{a}%"));
+        // A prefix match that means the same on both databases (LIKE has
+        // wildcards in `_` and differs in case sensitivity).
+        let action_prefix = filter.action.clone();
         const WHERE: &str = "WHERE ($1 IS NULL OR actor = $1)
-               AND ($2 IS NULL OR action LIKE $2)
+               AND ($2 IS NULL OR substr(action, 1, length($2)) = $2)
                AND ($3 IS NULL OR target = $3)";
         let total: i64 = sqlx::query(&format!("SELECT COUNT(*) FROM audit {WHERE}"))
             .bind(filter.actor.clone())

@@ -24,6 +24,11 @@ pub const ENCODING: &str = "zstd";
 #[derive(Clone)]
 pub struct Blobs {
     store: Arc<dyn ObjectStore>,
+    /// For a local directory: its path. `object_store` renames a staged
+    /// file into place without fsync; this store syncs the file and the
+    /// directory before a row may name it, so a committed row survives a
+    /// power loss with its binary.
+    local: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Blobs {
@@ -44,7 +49,40 @@ fn key(checksum: &str) -> Path {
 impl Blobs {
     /// Binaries in `store`.
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
-        Self { store }
+        Self { store, local: None }
+    }
+
+    /// Binaries in a local directory (already set up as `store`). Removes
+    /// staging files a crash left behind.
+    pub fn local(store: Arc<dyn ObjectStore>, dir: std::path::PathBuf) -> Self {
+        if let Ok(entries) = std::fs::read_dir(dir.join("sha256")) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().contains('#') {
+                    tracing::info!(file = %e.path().display(), "removing an interrupted upload");
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        Self {
+            store,
+            local: Some(dir),
+        }
+    }
+
+    /// fsyncs the object's file and its directory (local directory only).
+    async fn sync(&self, checksum: &str) -> Result<(), StoreError> {
+        let Some(dir) = &self.local else {
+            return Ok(());
+        };
+        let dir = dir.join("sha256");
+        let file = dir.join(format!("{checksum}.zst"));
+        tokio::task::spawn_blocking(move || {
+            std::fs::File::open(&file)?.sync_all()?;
+            std::fs::File::open(&dir)?.sync_all()
+        })
+        .await
+        .map_err(|e| StoreError::Blob(format!("sync task failed: {e}")))?
+        .map_err(|e| StoreError::Blob(format!("syncing the binary: {e}")))
     }
 
     /// Compresses and writes `bytes` under `checksum` (their SHA-256),
@@ -52,7 +90,11 @@ impl Blobs {
     pub async fn put(&self, checksum: &str, bytes: Bytes) -> Result<u64, StoreError> {
         let key = key(checksum);
         match self.store.head(&key).await {
-            Ok(meta) => return Ok(meta.size),
+            Ok(meta) => {
+                // Written by a process that may have died before its sync.
+                self.sync(checksum).await?;
+                return Ok(meta.size);
+            }
             Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(StoreError::Blob(e.to_string())),
         }
@@ -66,6 +108,7 @@ impl Blobs {
             .put(&key, PutPayload::from(compressed))
             .await
             .map_err(|e| StoreError::Blob(e.to_string()))?;
+        self.sync(checksum).await?;
         Ok(size)
     }
 

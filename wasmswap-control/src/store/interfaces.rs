@@ -39,6 +39,7 @@ fn from_row(r: &AnyRow) -> Result<Interface, StoreError> {
     let id: String = r.try_get("id")?;
     let review: serde_json::Value = parse_json(&r.try_get::<String, _>("review")?, &id)?;
     let status: String = r.try_get("status")?;
+    let approved_by: Option<String> = r.try_get("approved_by")?;
     let needs_approval = review
         .get("needsApproval")
         .and_then(serde_json::Value::as_bool)
@@ -49,13 +50,14 @@ fn from_row(r: &AnyRow) -> Result<Interface, StoreError> {
         version: r.try_get("version")?,
         interface: r.try_get("interface_name")?,
         compatibility: r.try_get("compatibility")?,
-        cleared: status != "draft" || !needs_approval,
+        // Deprecating a draft does not approve it.
+        cleared: approved_by.is_some() || !needs_approval,
         status,
         wit: r.try_get("wit")?,
         review,
         created_by: r.try_get("created_by")?,
         created_at: rfc3339(r.try_get("created_at")?),
-        approved_by: r.try_get("approved_by")?,
+        approved_by,
         interface_id: id,
     })
 }
@@ -136,7 +138,9 @@ impl Store {
         rows.iter().map(from_row).collect()
     }
 
-    /// Sets `draft` → `approved` or anything → `deprecated`.
+    /// Sets `draft` → `approved`, or `draft`/`approved` → `deprecated`.
+    /// The change is one conditional write, so concurrent requests cannot
+    /// both succeed from the same state.
     pub async fn set_interface_status(
         &self,
         id: &str,
@@ -145,34 +149,37 @@ impl Store {
     ) -> Result<Interface, StoreError> {
         let now = self.clock.now_ms();
         let mut tx = self.db.begin().await?;
-        let current: String = sqlx::query("SELECT status FROM interfaces WHERE id = $1")
+        let changed = match status {
+            "approved" => sqlx::query(
+                "UPDATE interfaces SET status = 'approved', approved_by = $2, approved_at = $3
+                 WHERE id = $1 AND status = 'draft'",
+            )
             .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("interface {id}")))?
-            .try_get(0)?;
-        match (current.as_str(), status) {
-            ("draft", "approved") => {
-                sqlx::query(
-                    "UPDATE interfaces SET status = 'approved', approved_by = $2, approved_at = $3 WHERE id = $1",
-                )
-                .bind(id)
-                .bind(&actor.name)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            }
-            ("draft" | "approved", "deprecated") => {
-                sqlx::query("UPDATE interfaces SET status = 'deprecated' WHERE id = $1")
+            .bind(&actor.name)
+            .bind(now),
+            "deprecated" => sqlx::query(
+                "UPDATE interfaces SET status = 'deprecated' WHERE id = $1 AND status IN ('draft', 'approved')",
+            )
+            .bind(id),
+            other => return Err(StoreError::Conflict(format!("no interface status {other:?}"))),
+        }
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            let current: Option<String> =
+                sqlx::query("SELECT status FROM interfaces WHERE id = $1")
                     .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            (from, to) => {
-                return Err(StoreError::Conflict(format!(
-                    "interface {id} is {from}; it cannot become {to}"
-                )));
-            }
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .map(|r| r.try_get(0))
+                    .transpose()?;
+            return Err(match current {
+                None => StoreError::NotFound(format!("interface {id}")),
+                Some(from) => StoreError::Conflict(format!(
+                    "interface {id} is {from}; it cannot become {status}"
+                )),
+            });
         }
         let action = if status == "approved" {
             "interface.approve"
@@ -185,7 +192,7 @@ impl Store {
             actor,
             action,
             id,
-            &serde_json::json!({ "from": current }),
+            &serde_json::json!({ "status": status }),
         )
         .await?;
         tx.commit().await?;

@@ -74,6 +74,10 @@ pub enum StoreError {
     /// A stored JSON column does not parse (written by a newer version?).
     #[error("stored record {0} is unreadable")]
     Corrupt(String),
+    /// Temporarily unavailable (a binary being removed, a lock held);
+    /// retrying shortly succeeds.
+    #[error("{0}")]
+    Busy(String),
     /// The configuration cannot be used.
     #[error("store configuration: {0}")]
     Config(String),
@@ -150,6 +154,18 @@ pub struct Store {
     blobs: Blobs,
     clock: Clock,
     keep_versions: usize,
+    /// Serializes [`Store::lock`] holders inside this process.
+    local_lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Held while a read-review-write sequence must not interleave with
+/// another for the same key; released on drop.
+#[derive(Debug)]
+pub struct KeyLock {
+    _local: tokio::sync::OwnedMutexGuard<()>,
+    /// PostgreSQL: a transaction holding `pg_advisory_xact_lock`, so other
+    /// control-plane replicas wait too. Dropping it rolls back and releases.
+    _shared: Option<sqlx::Transaction<'static, sqlx::Any>>,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -246,7 +262,10 @@ impl Store {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&db).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&db).await?,
         }
-        let blobs = Blobs::new(object_store(&config.blobs)?);
+        let blobs = match &config.blobs {
+            BlobConfig::Dir(dir) => Blobs::local(object_store(&config.blobs)?, dir.clone()),
+            BlobConfig::S3(_) => Blobs::new(object_store(&config.blobs)?),
+        };
         tracing::info!(?backend, "store opened");
         Ok(Self {
             db,
@@ -254,6 +273,7 @@ impl Store {
             blobs,
             clock,
             keep_versions: config.keep_versions.max(1),
+            local_lock: Arc::default(),
         })
     }
 
@@ -275,6 +295,27 @@ impl Store {
     /// Whether this is the PostgreSQL backend.
     pub fn is_postgres(&self) -> bool {
         self.backend == Backend::Postgres
+    }
+
+    /// Takes the lock for `key`: one holder at a time in this process and,
+    /// on PostgreSQL, across every replica sharing the database. (The
+    /// embedded store is one process by construction.)
+    pub async fn lock(&self, key: &str) -> Result<KeyLock, StoreError> {
+        let local = self.local_lock.clone().lock_owned().await;
+        let shared = if self.is_postgres() {
+            let mut tx = self.db.begin().await?;
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+            Some(tx)
+        } else {
+            None
+        };
+        Ok(KeyLock {
+            _local: local,
+            _shared: shared,
+        })
     }
 
     /// A cheap query, for readiness checks.

@@ -25,6 +25,10 @@ pub struct ModuleFilter {
     pub offset: i64,
 }
 
+/// A module row that may be removed: not deployed, not loaded on a node.
+const REMOVABLE: &str = "status <> 'deployed'
+    AND NOT EXISTS (SELECT 1 FROM node_modules nm WHERE nm.module_id = modules.id)";
+
 const COLUMNS: &str = "id, name, version, description, checksum, size_bytes, kind, wasi_version,
     exported_functions, imports, required_interfaces, limits, metadata, wit IS NOT NULL AS has_wit,
     status, created_by, created_at";
@@ -84,7 +88,7 @@ impl Store {
         let checksum = super::checksum(&binary);
         let size = binary.len() as i64;
         self.claim_blob(&checksum, size).await?;
-        let stored = self.blobs.put(&checksum, binary).await? as i64;
+        let stored = self.blobs.put(&checksum, binary.clone()).await? as i64;
 
         let now = self.clock.now_ms();
         let mut tx = self.db.begin().await?;
@@ -100,9 +104,17 @@ impl Store {
         .await?
         .rows_affected();
         if touched != 1 {
-            return Err(StoreError::Conflict(format!(
+            return Err(StoreError::Busy(format!(
                 "binary {checksum} is being removed; retry the registration"
             )));
+        }
+        // The row is ours and live, so no sweep can start on it now; but
+        // the object may have gone meanwhile (a registration that outlived
+        // the grace period, or a row re-created by a registration that
+        // died before writing its object). Make sure it is there before
+        // any module row names it.
+        if !self.blobs.exists(&checksum).await? {
+            self.blobs.put(&checksum, binary.clone()).await?;
         }
         let inserted = sqlx::query(
             "INSERT INTO modules (id, name, version, description, checksum, size_bytes, kind,
@@ -147,17 +159,18 @@ impl Store {
         tx.commit().await?;
         tracing::info!(wasm.module.id = %id, wasm.module.checksum = %checksum, "module registered");
 
-        if let Err(e) = self.prune(&new.name, actor).await {
+        let module = self.get_module(&id).await?;
+        if let Err(e) = self.prune(&new.name, Some(&id), actor).await {
             // The registration stands; pruning retries on the next one.
             tracing::warn!(name = %new.name, error = %e, "retention pass failed");
         }
-        self.get_module(&id).await
+        Ok(module)
     }
 
     /// Makes sure a live row exists for the binary and is marked as used
     /// now; waits out a sweep that is removing it.
     async fn claim_blob(&self, checksum: &str, size: i64) -> Result<(), StoreError> {
-        for attempt in 0..50 {
+        for attempt in 0..20 {
             let now = self.clock.now_ms();
             let claimed = sqlx::query(
                 "INSERT INTO blobs (checksum, size_bytes, stored_bytes, encoding, state, created_at, last_used_at)
@@ -176,9 +189,9 @@ impl Store {
                 return Ok(());
             }
             tracing::debug!(checksum, attempt, "binary is being swept; waiting");
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
         }
-        Err(StoreError::Conflict(format!(
+        Err(StoreError::Busy(format!(
             "binary {checksum} is being removed; retry the registration"
         )))
     }
@@ -264,22 +277,45 @@ impl Store {
         self.blobs.get(checksum).await
     }
 
-    /// Deletes a module version. Refused while it is deployed.
+    /// Deletes a module version. Refused while it is deployed or loaded on
+    /// a node.
     pub async fn delete_module(&self, id: &str, actor: &Actor) -> Result<Module, StoreError> {
         let module = self.get_module(id).await?;
         let mut tx = self.db.begin().await?;
-        let deleted = sqlx::query("DELETE FROM modules WHERE id = $1 AND status <> 'deployed'")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let deleted = sqlx::query(&format!(
+            "DELETE FROM modules WHERE id = $1 AND {REMOVABLE}"
+        ))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         if deleted == 0 {
-            return Err(if self.module_exists(id).await? {
+            let nodes: Vec<String> = sqlx::query(
+                "SELECT node_id FROM node_modules WHERE module_id = $1 ORDER BY node_id",
+            )
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?;
+            let exists = sqlx::query("SELECT 1 FROM modules WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+            return Err(if !exists {
+                StoreError::NotFound(format!("module {id}"))
+            } else if !nodes.is_empty() {
+                StoreError::Conflict(format!(
+                    "module {id} is loaded on {} node(s) ({}); unload it there first",
+                    nodes.len(),
+                    nodes.join(", ")
+                ))
+            } else {
                 StoreError::Conflict(format!(
                     "module {id} is deployed; roll it back or deploy another version first"
                 ))
-            } else {
-                StoreError::NotFound(format!("module {id}"))
             });
         }
         let now = self.clock.now_ms();
@@ -327,22 +363,34 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes the oldest versions of `name` beyond the retention count,
-    /// skipping deployed ones. Returns the ids removed.
-    pub async fn prune(&self, name: &str, actor: &Actor) -> Result<Vec<String>, StoreError> {
+    /// Deletes the oldest versions (semver order) of `name` beyond the
+    /// retention count, never a deployed one, one loaded on a node, or
+    /// `keep` (the version just registered, even when it is an old
+    /// version's hotfix). Returns the ids removed.
+    pub async fn prune(
+        &self,
+        name: &str,
+        keep: Option<&str>,
+        actor: &Actor,
+    ) -> Result<Vec<String>, StoreError> {
         let versions = self.module_versions(name).await?;
-        let excess = versions.len().saturating_sub(self.keep_versions);
+        let mut excess = versions.len().saturating_sub(self.keep_versions);
         let mut removed = Vec::new();
-        for m in versions.iter().take(excess) {
-            if m.status == ModuleStatus::Deployed {
+        for m in &versions {
+            if excess == 0 {
+                break;
+            }
+            if m.status == ModuleStatus::Deployed || Some(m.module_id.as_str()) == keep {
                 continue;
             }
             let mut tx: Transaction<'_, Any> = self.db.begin().await?;
-            let n = sqlx::query("DELETE FROM modules WHERE id = $1 AND status <> 'deployed'")
-                .bind(&m.module_id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+            let n = sqlx::query(&format!(
+                "DELETE FROM modules WHERE id = $1 AND {REMOVABLE}"
+            ))
+            .bind(&m.module_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
             if n == 1 {
                 audit::record(
                     &mut tx,
@@ -354,6 +402,7 @@ impl Store {
                 )
                 .await?;
                 removed.push(m.module_id.clone());
+                excess -= 1;
             }
             tx.commit().await?;
         }
@@ -367,12 +416,16 @@ impl Store {
     /// `grace_ms` (normally [`BLOB_GRACE_MS`]). Returns their checksums.
     ///
     /// Each is marked `deleting` first (a registration that wants it waits),
-    /// then its object is removed, then its row.
+    /// then its object is removed, then its row. Rows a previous sweep left
+    /// in `deleting` (it crashed, or the object store failed) are finished
+    /// here; nothing can refer to them, since a module row is only written
+    /// against a `live` one. A failure on one binary does not stop the rest.
     pub async fn sweep_blobs(&self, grace_ms: i64) -> Result<Vec<String>, StoreError> {
         let cutoff = self.clock.now_ms() - grace_ms;
         let candidates = sqlx::query(
-            "SELECT checksum FROM blobs b WHERE state = 'live' AND last_used_at <= $1
-               AND NOT EXISTS (SELECT 1 FROM modules m WHERE m.checksum = b.checksum)",
+            "SELECT checksum FROM blobs b WHERE state = 'deleting'
+               OR (state = 'live' AND last_used_at <= $1
+                   AND NOT EXISTS (SELECT 1 FROM modules m WHERE m.checksum = b.checksum))",
         )
         .bind(cutoff)
         .fetch_all(&self.db)
@@ -382,27 +435,37 @@ impl Store {
         .collect::<Result<Vec<_>, _>>()?;
         let mut swept = Vec::new();
         for checksum in candidates {
-            let marked = sqlx::query(
-                "UPDATE blobs SET state = 'deleting' WHERE checksum = $1 AND state = 'live'
-                   AND last_used_at <= $2
-                   AND NOT EXISTS (SELECT 1 FROM modules m WHERE m.checksum = $1)",
-            )
-            .bind(&checksum)
-            .bind(cutoff)
-            .execute(&self.db)
-            .await?
-            .rows_affected();
-            if marked == 0 {
-                continue;
+            match self.sweep_one(&checksum, cutoff).await {
+                Ok(true) => swept.push(checksum),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(checksum, error = %e, "could not remove an unused binary; next sweep retries")
+                }
             }
-            self.blobs.delete(&checksum).await?;
-            sqlx::query("DELETE FROM blobs WHERE checksum = $1 AND state = 'deleting'")
-                .bind(&checksum)
-                .execute(&self.db)
-                .await?;
-            swept.push(checksum);
         }
         Ok(swept)
+    }
+
+    async fn sweep_one(&self, checksum: &str, cutoff: i64) -> Result<bool, StoreError> {
+        let marked = sqlx::query(
+            "UPDATE blobs SET state = 'deleting' WHERE checksum = $1
+               AND (state = 'deleting' OR (state = 'live' AND last_used_at <= $2
+                    AND NOT EXISTS (SELECT 1 FROM modules m WHERE m.checksum = $1)))",
+        )
+        .bind(checksum)
+        .bind(cutoff)
+        .execute(&self.db)
+        .await?
+        .rows_affected();
+        if marked == 0 {
+            return Ok(false);
+        }
+        self.blobs.delete(checksum).await?;
+        sqlx::query("DELETE FROM blobs WHERE checksum = $1 AND state = 'deleting'")
+            .bind(checksum)
+            .execute(&self.db)
+            .await?;
+        Ok(true)
     }
 
     /// Checks every module row against the blob store: returns the ids of

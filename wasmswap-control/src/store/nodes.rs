@@ -70,6 +70,10 @@ impl NodeReport {
     }
 }
 
+/// How long a reservation made for a load survives heartbeats that do not
+/// list the module yet (a load takes a fetch and a compile).
+const RESERVATION_GRACE_MS: i64 = 120_000;
+
 const COLUMNS: &str = "id, region, zone, agent_url, data_url, max_modules, max_instances,
     runtime_version, wasi_support, registered_at, last_heartbeat_at, loaded_modules";
 
@@ -120,23 +124,18 @@ impl Store {
 
     /// Registers a node, or updates a known one (a restarted node registers
     /// again). Counts as a heartbeat. Returns whether it was new.
+    ///
+    /// Update first, insert when nothing was updated: the transaction takes
+    /// the write lock with its first statement (SQLite), and two concurrent
+    /// registrations of one node cannot both report it new.
     pub async fn register_node(&self, n: &NodeUpdate, actor: &Actor) -> Result<bool, StoreError> {
         let now = self.clock.now_ms();
         let mut tx = self.db.begin().await?;
-        let existed = sqlx::query("SELECT 1 FROM nodes WHERE id = $1")
-            .bind(&n.node_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some();
-        sqlx::query(
-            "INSERT INTO nodes (id, region, zone, agent_url, data_url, max_modules, max_instances,
-                runtime_version, wasi_support, registered_at, last_heartbeat_at, loaded_modules, services)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, 0, '[]')
-             ON CONFLICT (id) DO UPDATE SET region = excluded.region, zone = excluded.zone,
-                agent_url = excluded.agent_url, data_url = excluded.data_url,
-                max_modules = excluded.max_modules, max_instances = excluded.max_instances,
-                runtime_version = excluded.runtime_version, wasi_support = excluded.wasi_support,
-                last_heartbeat_at = excluded.last_heartbeat_at",
+        let updated = sqlx::query(
+            "UPDATE nodes SET region = $2, zone = $3, agent_url = $4, data_url = $5,
+                max_modules = $6, max_instances = $7, runtime_version = $8, wasi_support = $9,
+                last_heartbeat_at = $10
+             WHERE id = $1",
         )
         .bind(&n.node_id)
         .bind(&n.region)
@@ -149,11 +148,42 @@ impl Store {
         .bind(json_text(&n.wasi_support))
         .bind(now)
         .execute(&mut *tx)
-        .await?;
-        let action = if existed {
-            "node.reregister"
-        } else {
+        .await?
+        .rows_affected();
+        let created = updated == 0;
+        if created {
+            let inserted = sqlx::query(
+                "INSERT INTO nodes (id, region, zone, agent_url, data_url, max_modules, max_instances,
+                    runtime_version, wasi_support, registered_at, last_heartbeat_at, loaded_modules, services)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, 0, '[]')",
+            )
+            .bind(&n.node_id)
+            .bind(&n.region)
+            .bind(&n.zone)
+            .bind(&n.agent_url)
+            .bind(&n.data_url)
+            .bind(i64::from(n.capacity.max_modules))
+            .bind(i64::from(n.capacity.max_instances))
+            .bind(&n.runtime_version)
+            .bind(json_text(&n.wasi_support))
+            .bind(now)
+            .execute(&mut *tx)
+            .await;
+            if let Err(e) = inserted {
+                return Err(if super::is_unique_violation(&e) {
+                    StoreError::Busy(format!(
+                        "node {} is registering concurrently; retry",
+                        n.node_id
+                    ))
+                } else {
+                    e.into()
+                });
+            }
+        }
+        let action = if created {
             "node.register"
+        } else {
+            "node.reregister"
         };
         audit::record(
             &mut tx,
@@ -165,7 +195,7 @@ impl Store {
         )
         .await?;
         tx.commit().await?;
-        Ok(!existed)
+        Ok(created)
     }
 
     /// Records a heartbeat and what the node holds. `NotFound` for an
@@ -187,13 +217,17 @@ impl Store {
         if n == 0 {
             return Err(StoreError::NotFound(format!("node {}", report.node_id)));
         }
-        sqlx::query("DELETE FROM node_modules WHERE node_id = $1")
+        // The report is the truth about what the node holds, except for
+        // places reserved moments ago whose load may still be on its way.
+        sqlx::query("DELETE FROM node_modules WHERE node_id = $1 AND loaded_at < $2")
             .bind(&report.node_id)
+            .bind(now - RESERVATION_GRACE_MS)
             .execute(&mut *tx)
             .await?;
         for id in report.module_ids() {
             sqlx::query(
-                "INSERT INTO node_modules (node_id, module_id, loaded_at) VALUES ($1, $2, $3)",
+                "INSERT INTO node_modules (node_id, module_id, loaded_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (node_id, module_id) DO UPDATE SET loaded_at = excluded.loaded_at",
             )
             .bind(&report.node_id)
             .bind(id)
@@ -205,17 +239,62 @@ impl Store {
         Ok(())
     }
 
-    /// Notes that the control plane loaded `module_id` on a node.
-    pub async fn note_loaded(&self, node_id: &str, module_id: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO node_modules (node_id, module_id, loaded_at) VALUES ($1, $2, $3)
+    /// Reserves a place for `module_id` on a node before the control plane
+    /// loads it there, unless the node already holds `max_modules`; the
+    /// check and the reservation are one statement. Returns false when the
+    /// node is full. Audited as `node.load`.
+    pub async fn reserve_slot(
+        &self,
+        node_id: &str,
+        module_id: &str,
+        max_modules: u32,
+        actor: &Actor,
+    ) -> Result<bool, StoreError> {
+        let now = self.clock.now_ms();
+        let mut tx = self.db.begin().await?;
+        let reserved = sqlx::query(
+            "INSERT INTO node_modules (node_id, module_id, loaded_at)
+             SELECT $1, $2, $3 WHERE (SELECT COUNT(*) FROM node_modules WHERE node_id = $1) < $4
+               AND (SELECT loaded_modules FROM nodes WHERE id = $1) < $4
              ON CONFLICT (node_id, module_id) DO NOTHING",
         )
         .bind(node_id)
         .bind(module_id)
-        .bind(self.clock.now_ms())
-        .execute(&self.db)
+        .bind(now)
+        .bind(i64::from(max_modules))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if reserved == 0 {
+            let held =
+                sqlx::query("SELECT 1 FROM node_modules WHERE node_id = $1 AND module_id = $2")
+                    .bind(node_id)
+                    .bind(module_id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .is_some();
+            return Ok(held);
+        }
+        audit::record(
+            &mut tx,
+            now,
+            actor,
+            "node.load",
+            node_id,
+            &serde_json::json!({ "moduleId": module_id }),
+        )
         .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Gives back a reservation whose load failed.
+    pub async fn release_slot(&self, node_id: &str, module_id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM node_modules WHERE node_id = $1 AND module_id = $2")
+            .bind(node_id)
+            .bind(module_id)
+            .execute(&self.db)
+            .await?;
         Ok(())
     }
 
@@ -242,13 +321,25 @@ impl Store {
         .bind(region.map(str::to_string))
         .fetch_all(&self.db)
         .await?;
-        let mut nodes = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let id: String = r.try_get("id")?;
-            let modules = self.node_modules(&id).await?;
-            nodes.push(self.node_from_row(r, modules, heartbeat_timeout_ms)?);
+        // What every listed node holds, in one query rather than one per node.
+        let mut held: std::collections::HashMap<String, Vec<String>> = Default::default();
+        for r in sqlx::query(
+            "SELECT nm.node_id, nm.module_id FROM node_modules nm JOIN nodes n ON n.id = nm.node_id
+             WHERE ($1 IS NULL OR n.region = $1) ORDER BY nm.module_id",
+        )
+        .bind(region.map(str::to_string))
+        .fetch_all(&self.db)
+        .await?
+        {
+            held.entry(r.try_get(0)?).or_default().push(r.try_get(1)?);
         }
-        Ok(nodes)
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get("id")?;
+                let modules = held.remove(&id).unwrap_or_default();
+                self.node_from_row(r, modules, heartbeat_timeout_ms)
+            })
+            .collect()
     }
 
     /// The last services report of a node.

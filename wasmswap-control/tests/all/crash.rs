@@ -1,9 +1,13 @@
 //! Crash safety of the embedded store: the control-plane binary registers
-//! modules under load and is killed with SIGKILL at random moments, many
-//! times. Afterwards every acknowledged module is present and intact and no
-//! module row names a missing binary.
+//! modules (many sharing binaries), deletes some and sweeps unused
+//! binaries every 50 ms with no grace period, and is killed with SIGKILL
+//! at random moments, many times. Afterwards every acknowledged module that
+//! was not deleted is present and intact, no module row names a missing
+//! binary, and every binary can be registered again.
 
+use std::collections::HashSet;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::Rng as _;
@@ -14,7 +18,10 @@ use wasmswap_control::store::{Store, StoreConfig};
 use super::common::module_returning;
 
 const CYCLES: usize = 25;
-const CLIENTS: usize = 3;
+const CLIENTS: usize = 2;
+/// Distinct binaries: registrations reuse them, so deduplication, deletes
+/// and the sweeper meet on the same objects.
+const BINARIES: i64 = 12;
 
 fn config(dir: &std::path::Path, port: u16) -> String {
     let hash = wasmswap_control::auth::hash_password("crash-pw");
@@ -22,16 +29,19 @@ fn config(dir: &std::path::Path, port: u16) -> String {
         r#"
 listen = "127.0.0.1:{port}"
 data_dir = "{data}"
+blob_grace_secs = 0
+housekeeping_interval_ms = 50
 [auth]
 jwt_secret = "crash-test-secret-crash-test-secret-0123"
 node_token = "crash-node-token-0123456789"
 [[auth.users]]
 username = "ci"
 password_hash = "{hash}"
-role = "developer"
+role = "admin"
 [rate_limits]
 register = 1000000
 read = 1000000
+write = 1000000
 login = 1000000
 "#,
         data = dir.join("data").display()
@@ -79,7 +89,7 @@ async fn login(http: &reqwest::Client, base: &str) -> String {
 // The run's figures go to the test output.
 #[allow(clippy::print_stderr)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_during_registrations_loses_nothing_acknowledged() {
+async fn sigkill_during_registrations_deletes_and_sweeps_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -95,25 +105,25 @@ async fn sigkill_during_registrations_loses_nothing_acknowledged() {
         .unwrap();
 
     // (module id, checksum) of every 201 received.
-    let mut acked: Vec<(String, String)> = Vec::new();
+    let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    // Modules a delete was sent for (whatever its answer).
+    let deleted: Arc<Mutex<HashSet<String>>> = Arc::default();
     let mut attempted = 0usize;
-    let mut next = 0i64;
     for cycle in 0..CYCLES {
         let mut child = spawn(&config_path);
         wait_up(&http, &base).await;
         let token = login(&http, &base).await;
         let mut tasks = Vec::new();
         for c in 0..CLIENTS {
-            let (http, base, token) = (http.clone(), base.clone(), token.clone());
-            let start = next + (c as i64) * 100_000;
+            let (http, base, token, acked) =
+                (http.clone(), base.clone(), token.clone(), acked.clone());
             tasks.push(tokio::spawn(async move {
-                let mut acked = Vec::new();
                 let mut tried = 0;
-                for i in start.. {
+                for i in 0.. {
                     // One name each: retention (5 versions per name) must
                     // not remove what this test checks for.
                     let name = format!("crash-{cycle}-{c}-{i}");
-                    let body = module_returning(i);
+                    let body = module_returning(rand::rng().random_range(0..BINARIES));
                     tried += 1;
                     let sent = http
                         .post(format!(
@@ -130,40 +140,91 @@ async fn sigkill_during_registrations_loses_nothing_acknowledged() {
                             if let (Some(id), Some(sum)) =
                                 (m["moduleId"].as_str(), m["checksum"].as_str())
                             {
-                                acked.push((id.to_string(), sum.to_string()));
+                                acked
+                                    .lock()
+                                    .unwrap()
+                                    .push((id.to_string(), sum.to_string()));
                             }
                         }
+                        // Waiting out a sweep of this very binary.
+                        Ok(r) if r.status() == 503 => {}
                         Ok(r) => panic!("unexpected status {} before the kill", r.status()),
                         // The process died under us.
-                        Err(_) => return (acked, tried),
+                        Err(_) => return tried,
                     }
                 }
                 unreachable!()
             }));
         }
-        next += 1000;
-        let pause = rand::rng().random_range(50..400);
+        // A deleter: unreferenced binaries are what the sweeper removes.
+        let deleter = {
+            let (http, base, token, acked, deleted) = (
+                http.clone(),
+                base.clone(),
+                token.clone(),
+                acked.clone(),
+                deleted.clone(),
+            );
+            tokio::spawn(async move {
+                loop {
+                    let victim = {
+                        let acked = acked.lock().unwrap();
+                        if acked.is_empty() {
+                            None
+                        } else {
+                            Some(acked[rand::rng().random_range(0..acked.len())].0.clone())
+                        }
+                    };
+                    let Some(victim) = victim else {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        continue;
+                    };
+                    deleted.lock().unwrap().insert(victim.clone());
+                    let r = http
+                        .delete(format!("{base}/api/v1/wasm/modules/{victim}"))
+                        .bearer_auth(&token)
+                        .send()
+                        .await;
+                    match r {
+                        Ok(r) => assert!(
+                            matches!(r.status().as_u16(), 204 | 404),
+                            "delete: {}",
+                            r.status()
+                        ),
+                        Err(_) => return,
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+        };
+        let pause = rand::rng().random_range(50..600);
         tokio::time::sleep(Duration::from_millis(pause)).await;
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         for t in tasks {
-            let (a, tried) = t.await.unwrap();
-            attempted += tried;
-            acked.extend(a);
+            attempted += t.await.unwrap();
         }
+        deleter.await.unwrap();
     }
+    let acked = acked.lock().unwrap().clone();
+    let deleted = deleted.lock().unwrap().clone();
+    let kept: Vec<_> = acked
+        .iter()
+        .filter(|(id, _)| !deleted.contains(id))
+        .collect();
     assert!(
-        acked.len() >= CYCLES,
+        kept.len() >= CYCLES,
         "too few registrations to mean anything: {}",
-        acked.len()
+        kept.len()
     );
+    assert!(!deleted.is_empty());
 
-    // After the last kill: every acknowledged module is there and its
-    // binary verifies, through the API...
+    // After the last kill: every acknowledged module that was not deleted is
+    // there and its binary verifies, through the API...
     let mut child = spawn(&config_path);
     wait_up(&http, &base).await;
     let token = login(&http, &base).await;
-    for (id, checksum) in &acked {
+    for (id, checksum) in &kept {
         let r = http
             .get(format!("{base}/api/v1/wasm/modules/{id}"))
             .bearer_auth(&token)
@@ -185,36 +246,40 @@ async fn sigkill_during_registrations_loses_nothing_acknowledged() {
             *checksum
         );
     }
+    // ...and every binary, swept or not, registers again.
+    for n in 0..BINARIES {
+        let r = http
+            .post(format!(
+                "{base}/api/v1/wasm/modules?name=again-{n}&version=1.0.0"
+            ))
+            .bearer_auth(&token)
+            .header("content-type", "application/wasm")
+            .body(module_returning(n))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "binary {n} registers again");
+    }
     child.kill().unwrap();
     child.wait().unwrap();
 
-    // ...and in the store itself: no module row names a missing or
-    // corrupt binary (acknowledged or not).
-    let store = Store::open(
-        &StoreConfig::embedded(&dir.path().join("data")),
-        Clock::system(),
-    )
-    .await
-    .unwrap();
-    let bad = store.verify_modules().await.unwrap();
-    assert!(bad.is_empty(), "rows pointing at bad binaries: {bad:?}");
-    let (all, total) = store
-        .list_modules(&wasmswap_control::store::ModuleFilter {
-            name: None,
-            status: None,
-            limit: 1,
-            offset: 0,
-        })
+    // In the store itself: no module row names a missing or corrupt binary
+    // (acknowledged or not), and no interrupted upload is left behind.
+    let data = dir.path().join("data");
+    let store = Store::open(&StoreConfig::embedded(&data), Clock::system())
         .await
         .unwrap();
-    drop(all);
-    assert!(
-        total as usize >= acked.len(),
-        "{total} rows for {} acknowledged",
-        acked.len()
-    );
+    let bad = store.verify_modules().await.unwrap();
+    assert!(bad.is_empty(), "rows pointing at bad binaries: {bad:?}");
+    let staged: Vec<_> = std::fs::read_dir(data.join("blobs/sha256"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains('#'))
+        .collect();
+    assert!(staged.is_empty(), "{staged:?}");
     eprintln!(
-        "{CYCLES} kills, {attempted} registrations attempted, {} acknowledged, all intact",
-        acked.len()
+        "{CYCLES} kills, {attempted} registrations attempted, {} acknowledged, {} deleted, all intact",
+        acked.len(),
+        deleted.len()
     );
 }

@@ -102,6 +102,24 @@ async fn runs_on_a_healthy_node_and_fails_over() {
     let r = exec(json!({"moduleId": "calc-v1.0.0", "functionName": "add", "parameters": [1, 1], "targetRegion": "us"})).await.expect(StatusCode::OK);
     assert_eq!(r.json["executedOn"], "us-a");
 
+    // Loaded on nodes: not deletable, and not pruned.
+    let r = app
+        .delete("/api/v1/wasm/modules/calc-v1.0.0", Role::Admin)
+        .await
+        .expect_error(StatusCode::CONFLICT, "conflict");
+    assert!(
+        r.json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("loaded on"),
+        "{}",
+        r.json
+    );
+    let r = app
+        .get("/api/v1/audit?action=node.load", Role::Admin)
+        .await
+        .expect(StatusCode::OK);
+    assert_eq!(r.json["total"], 2, "one load per node: {}", r.json);
     // A guest fault is an answer, not a failover.
     let r = exec(json!({"moduleId": "calc-v1.0.0", "functionName": "div_trap", "parameters": [1, 0], "targetRegion": "eu"})).await.expect(StatusCode::OK);
     assert_eq!(r.json["success"], false, "{}", r.json);
@@ -137,11 +155,8 @@ async fn runs_on_a_healthy_node_and_fails_over() {
     assert_ne!(r.json["executedOn"], first.as_str());
     let failed = r.json["failedOver"].as_array().unwrap();
     assert_eq!(failed.len(), 1, "{}", r.json);
-    assert!(
-        failed[0].as_str().unwrap().starts_with(&first),
-        "{}",
-        r.json
-    );
+    assert_eq!(failed[0]["node"], first.as_str(), "{}", r.json);
+    assert_eq!(failed[0]["reason"], "connect_failed", "{}", r.json);
 
     // Past the heartbeat timeout the dead node is skipped outright; the
     // live ones keep heartbeating.

@@ -5,6 +5,7 @@
 
 mod authz;
 mod common;
+mod config;
 mod crash;
 mod execute;
 mod interfaces;

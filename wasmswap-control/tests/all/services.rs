@@ -74,7 +74,12 @@ fn s3s_bin() -> PathBuf {
 
 /// Runs `command` (a shell command line) under a watchdog that stops it
 /// with `signal` once this process is gone; as `user` when given.
-fn spawn_watched(command: &str, signal: &str, user: Option<&str>, log: &Path) -> std::process::Child {
+fn spawn_watched(
+    command: &str,
+    signal: &str,
+    user: Option<&str>,
+    log: &Path,
+) -> std::process::Child {
     let script = format!(
         "{command} & child=$!; while [ -d /proc/{parent} ] && kill -0 $child 2>/dev/null; do sleep 0.5; done; kill -{signal} $child 2>/dev/null; wait $child",
         parent = std::process::id()
