@@ -119,6 +119,17 @@ impl AgentClient {
         Self { http, token }
     }
 
+    /// One call to a node's agent API (the engine's driver uses it).
+    pub(crate) async fn request(
+        &self,
+        node: &Node,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<reqwest::Response, AgentError> {
+        self.send(node, method, path, body, None).await
+    }
+
     async fn post(
         &self,
         node: &Node,
@@ -126,8 +137,23 @@ impl AgentClient {
         body: &serde_json::Value,
         timeout: Option<Duration>,
     ) -> Result<reqwest::Response, AgentError> {
+        self.send(node, reqwest::Method::POST, path, Some(body), timeout)
+            .await
+    }
+
+    async fn send(
+        &self,
+        node: &Node,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        timeout: Option<Duration>,
+    ) -> Result<reqwest::Response, AgentError> {
         let url = format!("{}{path}", node.agent_url.trim_end_matches('/'));
-        let mut req = self.http.post(&url).bearer_auth(&self.token).json(body);
+        let mut req = self.http.request(method, &url).bearer_auth(&self.token);
+        if let Some(body) = body {
+            req = req.json(body);
+        }
         if let Some(t) = timeout {
             req = req.timeout(t);
         }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 /// Unix milliseconds, from the system or set by a test.
 #[derive(Debug, Clone)]
-pub struct Clock(Option<Arc<AtomicI64>>);
+pub struct Clock(Option<Arc<AtomicI64>>, Option<(i64, tokio::time::Instant)>);
 
 impl Default for Clock {
     fn default() -> Self {
@@ -17,16 +17,25 @@ impl Default for Clock {
 impl Clock {
     /// The system clock.
     pub fn system() -> Self {
-        Self(None)
+        Self(None, None)
     }
 
     /// A clock that only moves when told to, starting at `ms`.
     pub fn manual(ms: i64) -> Self {
-        Self(Some(Arc::new(AtomicI64::new(ms))))
+        Self(Some(Arc::new(AtomicI64::new(ms))), None)
+    }
+
+    /// A clock at `ms` that moves with tokio's clock: under
+    /// `tokio::time::pause()` it jumps when tokio's time is advanced.
+    pub fn tokio(ms: i64) -> Self {
+        Self(None, Some((ms, tokio::time::Instant::now())))
     }
 
     /// Now, in Unix milliseconds.
     pub fn now_ms(&self) -> i64 {
+        if let Some((base, start)) = self.1 {
+            return base + i64::try_from(start.elapsed().as_millis()).unwrap_or(i64::MAX);
+        }
         match &self.0 {
             Some(t) => t.load(Ordering::SeqCst),
             None => std::time::SystemTime::now()

@@ -26,6 +26,7 @@ pub mod error;
 mod metrics;
 pub mod model;
 pub mod rate;
+pub mod rollout;
 mod server;
 pub mod store;
 

@@ -42,6 +42,7 @@ pub async fn build_state(config: &ControlConfig, clock: Clock) -> anyhow::Result
         housekeeping_every: Duration::from_millis(
             config.housekeeping_interval_ms.unwrap_or(60_000).max(10),
         ),
+        engine_tick: Duration::from_millis(200),
     };
     Ok(AppState::new(store, auth, node_token, settings)?)
 }
@@ -65,6 +66,10 @@ pub async fn serve_state(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let housekeeping = tokio::spawn(housekeeping(state.clone()));
+    let (engine_stop, engine_stopped) = tokio::sync::oneshot::channel::<()>();
+    let engine = tokio::spawn(state.engine().clone().run(async {
+        let _ = engine_stopped.await;
+    }));
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     tracing::info!(addr = %listener.local_addr()?, "control plane serving");
     let served = axum::serve(listener, app)
@@ -72,6 +77,9 @@ pub async fn serve_state(
         .await
         .context("serving");
     housekeeping.abort();
+    // The engine finishes its step (it saves after every one).
+    let _ = engine_stop.send(());
+    let _ = engine.await;
     state.store().close().await;
     served
 }

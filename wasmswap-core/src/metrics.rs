@@ -84,7 +84,7 @@ impl Counters {
 }
 
 /// A point-in-time copy of a version's counters.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CounterSnapshot {
     /// Calls completed (successfully or not).

@@ -10,6 +10,8 @@
 #[allow(unused_qualifications)]
 mod audit;
 #[allow(unused_qualifications)]
+mod deployments;
+#[allow(unused_qualifications)]
 mod execute;
 mod extract;
 #[allow(unused_qualifications)]
@@ -69,6 +71,9 @@ pub struct ApiSettings {
     /// How often housekeeping runs (rate-limit state, unused binaries). By
     /// default every minute.
     pub housekeeping_every: Duration,
+    /// How often the rollout engine looks at its work (it is also woken by
+    /// every control). By default 200 ms.
+    pub engine_tick: Duration,
 }
 
 impl Default for ApiSettings {
@@ -80,6 +85,7 @@ impl Default for ApiSettings {
             node_call_timeout: Duration::from_secs(30),
             blob_grace: Duration::from_millis(crate::store::BLOB_GRACE_MS as u64),
             housekeeping_every: Duration::from_secs(60),
+            engine_tick: Duration::from_millis(200),
         }
     }
 }
@@ -101,6 +107,7 @@ pub struct Inner {
     pub(crate) agents: AgentClient,
     pub(crate) settings: ApiSettings,
     pub(crate) metrics: Metrics,
+    pub(crate) engine: Arc<crate::rollout::Engine>,
     pub(crate) started: Instant,
 }
 
@@ -134,9 +141,21 @@ impl AppState {
         let mut rc = wasmswap_core::Runtime::builder();
         rc.pooling(false).compile_timeout(Duration::from_secs(60));
         let runtime = rc.build()?;
+        let agents = AgentClient::new(node_token, settings.node_call_timeout);
+        let engine = crate::rollout::Engine::new(
+            store.clone(),
+            Arc::new(agents.clone()),
+            crate::rollout::EngineSettings {
+                public_url: settings.public_url.clone(),
+                heartbeat_timeout: settings.heartbeat_timeout,
+                tick: settings.engine_tick,
+                ..Default::default()
+            },
+        );
         Ok(Self(Arc::new(Inner {
             limits: RateLimiters::new(&settings.rate_limits),
-            agents: AgentClient::new(node_token, settings.node_call_timeout),
+            agents,
+            engine,
             store,
             auth,
             runtime,
@@ -159,6 +178,11 @@ impl AppState {
     /// The API settings.
     pub fn settings(&self) -> &ApiSettings {
         &self.0.settings
+    }
+
+    /// The rollout engine.
+    pub fn engine(&self) -> &Arc<crate::rollout::Engine> {
+        &self.0.engine
     }
 
     /// Forgets idle rate-limit state (call every minute or so).
@@ -209,6 +233,22 @@ pub fn router(state: AppState) -> Router {
             post(interfaces::deprecate),
         )
         .route("/wasm/execute", post(execute::execute))
+        .route(
+            "/wasm/deployments",
+            post(deployments::create).get(deployments::list),
+        )
+        .route("/wasm/deployments/{id}", get(deployments::get))
+        .route("/wasm/deployments/{id}/events", get(deployments::events))
+        .route("/wasm/deployments/{id}/execute", post(deployments::execute))
+        .route("/wasm/deployments/{id}/approve", post(deployments::approve))
+        .route("/wasm/deployments/{id}/pause", post(deployments::pause))
+        .route("/wasm/deployments/{id}/resume", post(deployments::resume))
+        .route("/wasm/deployments/{id}/promote", post(deployments::promote))
+        .route("/wasm/deployments/{id}/abort", post(deployments::abort))
+        .route(
+            "/wasm/deployments/{id}/rollback",
+            post(deployments::rollback),
+        )
         .route("/audit", get(audit::list))
         .route("/metrics", get(system::metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), guard));

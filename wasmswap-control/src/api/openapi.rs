@@ -18,13 +18,17 @@ use utoipa::{Modify, OpenApi};
         super::interfaces::register, super::interfaces::list, super::interfaces::get,
         super::interfaces::validate, super::interfaces::approve, super::interfaces::deprecate,
         super::execute::execute,
+        super::deployments::create, super::deployments::list, super::deployments::get,
+        super::deployments::events, super::deployments::execute, super::deployments::approve,
+        super::deployments::pause, super::deployments::resume, super::deployments::promote,
+        super::deployments::abort, super::deployments::rollback,
         super::audit::list,
         super::system::health, super::system::metrics,
     ),
     modifiers(&Bearer),
     tags(
         (name = "auth"), (name = "modules"), (name = "nodes"), (name = "interfaces"),
-        (name = "execute"), (name = "audit"), (name = "system")
+        (name = "execute"), (name = "deployments"), (name = "audit"), (name = "system")
     )
 )]
 pub struct ApiDoc;

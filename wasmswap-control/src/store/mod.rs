@@ -21,6 +21,7 @@
 
 mod audit;
 mod blobs;
+mod deployments;
 mod interfaces;
 mod modules;
 mod nodes;
@@ -127,6 +128,10 @@ pub struct StoreConfig {
     /// How many versions of each module to keep (deployed ones are always
     /// kept). By default 5.
     pub keep_versions: usize,
+    /// How long a query waits for a free connection. By default 10 s.
+    /// (Tests under paused tokio time set it very long: paused time jumps
+    /// ahead while a query waits on SQLite's worker thread.)
+    pub acquire_timeout: Duration,
 }
 
 impl StoreConfig {
@@ -136,6 +141,7 @@ impl StoreConfig {
             database_url: format!("sqlite://{}?mode=rwc", dir.join("control.db").display()),
             blobs: BlobConfig::Dir(dir.join("blobs")),
             keep_versions: 5,
+            acquire_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -234,8 +240,10 @@ impl Store {
         }
         let mut options = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 4 } else { 16 })
-            .acquire_timeout(Duration::from_secs(10));
+            .acquire_timeout(config.acquire_timeout);
         if backend == Backend::Sqlite {
+            // One file, one process: no reason to recycle connections.
+            options = options.idle_timeout(None).max_lifetime(None);
             options = options.after_connect(|conn, _| {
                 Box::pin(async move {
                     // WAL: readers do not block the writer. synchronous=FULL
@@ -316,6 +324,33 @@ impl Store {
             _local: local,
             _shared: shared,
         })
+    }
+
+    /// Like [`Store::lock`], but gives up at once (`None`) when someone
+    /// else holds it.
+    pub async fn try_lock(&self, key: &str) -> Result<Option<KeyLock>, StoreError> {
+        let Ok(local) = self.local_lock.clone().try_lock_owned() else {
+            return Ok(None);
+        };
+        let shared = if self.is_postgres() {
+            use sqlx::Row as _;
+            let mut tx = self.db.begin().await?;
+            let got: bool = sqlx::query("SELECT pg_try_advisory_xact_lock(hashtext($1))")
+                .bind(key)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get(0)?;
+            if !got {
+                return Ok(None);
+            }
+            Some(tx)
+        } else {
+            None
+        };
+        Ok(Some(KeyLock {
+            _local: local,
+            _shared: shared,
+        }))
     }
 
     /// A cheap query, for readiness checks.

@@ -288,6 +288,20 @@ impl Store {
         Ok(true)
     }
 
+    /// Notes that a node holds `module_id` (the rollout engine loaded it).
+    pub async fn note_held(&self, node_id: &str, module_id: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO node_modules (node_id, module_id, loaded_at) VALUES ($1, $2, $3)
+             ON CONFLICT (node_id, module_id) DO UPDATE SET loaded_at = excluded.loaded_at",
+        )
+        .bind(node_id)
+        .bind(module_id)
+        .bind(self.clock.now_ms())
+        .execute(&self.db)
+        .await?;
+        Ok(())
+    }
+
     /// Gives back a reservation whose load failed.
     pub async fn release_slot(&self, node_id: &str, module_id: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM node_modules WHERE node_id = $1 AND module_id = $2")

@@ -13,5 +13,6 @@ mod jwt;
 mod limits;
 mod modules;
 mod nodes;
+mod rollout_unit;
 mod services;
 mod store_suite;

@@ -374,6 +374,7 @@ async fn postgres_and_s3() {
         database_url: svc.fresh_database().await,
         blobs: BlobConfig::S3(svc.fresh_bucket()),
         keep_versions: 5,
+        acquire_timeout: std::time::Duration::from_secs(10),
     };
     suite(config).await;
 }

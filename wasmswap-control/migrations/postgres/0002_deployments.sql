@@ -1,0 +1,36 @@
+-- Deployments: each is a durable state machine advanced by the rollout
+-- engine (see src/rollout). Kept in step with ../sqlite/0002_deployments.sql.
+
+CREATE TABLE deployments (
+    id            TEXT PRIMARY KEY,
+    service       TEXT NOT NULL,
+    module_id     TEXT NOT NULL,
+    stable_id     TEXT,
+    environment   TEXT NOT NULL,
+    strategy      TEXT NOT NULL,
+    -- The request as accepted (strategy config, targets, checks, analysis).
+    spec          TEXT NOT NULL,
+    status        TEXT NOT NULL,
+    -- The engine's state: plan, phase, per-node state, gate decisions.
+    state         TEXT NOT NULL,
+    -- Optimistic concurrency: every write checks and bumps it.
+    revision      BIGINT NOT NULL,
+    -- Blue-Green: when the old version is to be unloaded (engine work).
+    retire_at     BIGINT,
+    created_by    TEXT NOT NULL,
+    approved_by   TEXT,
+    created_at    BIGINT NOT NULL,
+    updated_at    BIGINT NOT NULL
+);
+CREATE INDEX deployments_status ON deployments (status);
+CREATE INDEX deployments_service ON deployments (service);
+
+CREATE TABLE deployment_events (
+    seq            BIGSERIAL PRIMARY KEY,
+    deployment_id  TEXT NOT NULL REFERENCES deployments (id) ON DELETE CASCADE,
+    at             BIGINT NOT NULL,
+    kind           TEXT NOT NULL,
+    message        TEXT NOT NULL,
+    details        TEXT NOT NULL
+);
+CREATE INDEX deployment_events_deployment ON deployment_events (deployment_id, seq);

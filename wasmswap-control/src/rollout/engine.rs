@@ -1,0 +1,1226 @@
+//! The rollout engine: advances each deployment one step at a time,
+//! persisting after every step, so a restarted control plane resumes where
+//! the last one stopped.
+//!
+//! Division of labour: API calls (pause, promote, rollback, …) only change
+//! a deployment's status and flags in the store; every call to a node is
+//! made here. All node calls are idempotent (load, set a route, check,
+//! unload), so a step cut short by a crash or a lost race is simply done
+//! again. A step holds the deployment's lock (on PostgreSQL an advisory
+//! lock, so with several control-plane replicas exactly one works on a
+//! deployment) and saves with the revision it read: if an API call changed
+//! the deployment meanwhile, the step's result is dropped and the next tick
+//! starts from what the API wrote.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use tokio::sync::Notify;
+
+use crate::agent::AgentError;
+use crate::model::{Actor, Module, ModuleStatus, Node, NodeHealth};
+use crate::store::{Store, StoreError};
+
+use super::analysis::{self, Verdict, Window};
+use super::driver::{Driver, RouteSpec};
+use super::model::{
+    Deployment, DeploymentStatus, GateDecision, NodeState, Phase, Replicas, Strategy,
+};
+use super::plan::{self, Target};
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// The URL nodes fetch binaries from (`{public_url}/api/v1/wasm/binaries/…`).
+    pub public_url: String,
+    /// A node silent this long is unhealthy.
+    pub heartbeat_timeout: Duration,
+    /// Time between passes over the work. By default 200 ms.
+    pub tick: Duration,
+    /// Node calls in flight at once per step. By default 16.
+    pub concurrency: usize,
+    /// Attempts per node call (transport errors and 5xx are retried). By default 3.
+    pub attempts: u32,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            public_url: "http://127.0.0.1:8000".into(),
+            heartbeat_timeout: Duration::from_secs(30),
+            tick: Duration::from_millis(200),
+            concurrency: 16,
+            attempts: 3,
+        }
+    }
+}
+
+/// The engine; share it with `Arc`.
+pub struct Engine {
+    store: Store,
+    driver: Arc<dyn Driver>,
+    settings: EngineSettings,
+    wake: Notify,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a step stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The store failed, or another writer won a race (retried next tick).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn engine_actor() -> Actor {
+    Actor {
+        name: "rollout-engine".into(),
+        role: "system".into(),
+        request_id: "-".into(),
+        client: "-".into(),
+    }
+}
+
+/// The two versions a deployment moves between, resolved.
+struct Versions {
+    candidate: Module,
+    stable: Option<Module>,
+}
+
+impl Versions {
+    fn stable_label(&self) -> Option<&str> {
+        self.stable.as_ref().map(|m| m.version.as_str())
+    }
+}
+
+impl Engine {
+    /// An engine over `store`, driving nodes through `driver`.
+    pub fn new(store: Store, driver: Arc<dyn Driver>, settings: EngineSettings) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            driver,
+            settings,
+            wake: Notify::new(),
+        })
+    }
+
+    /// Makes the loop look at the work now rather than at its next tick.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Runs until `stop` resolves.
+    pub async fn run(self: Arc<Self>, stop: impl Future<Output = ()>) {
+        tokio::pin!(stop);
+        loop {
+            self.tick().await;
+            tokio::select! {
+                () = &mut stop => return,
+                () = tokio::time::sleep(self.settings.tick) => {}
+                () = self.wake.notified() => {}
+            }
+        }
+    }
+
+    /// One pass: a step of every deployment with work.
+    pub async fn tick(&self) {
+        let work = match self.store.engine_work().await {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(error = %e, "rollout engine cannot read its work");
+                return;
+            }
+        };
+        for id in work {
+            let Some(_lock) = self
+                .store
+                .try_lock(&format!("deployment:{id}"))
+                .await
+                .ok()
+                .flatten()
+            else {
+                // Another replica (or an API call) has it now.
+                continue;
+            };
+            match self.step(&id).await {
+                Ok(()) => {}
+                Err(EngineError::Store(StoreError::Conflict(_))) => {
+                    tracing::debug!(deployment = %id, "changed during the step; next tick resumes");
+                }
+                Err(e) => tracing::warn!(deployment = %id, error = %e, "rollout step failed"),
+            }
+        }
+    }
+
+    fn binary_url(&self, m: &Module) -> String {
+        format!(
+            "{}/api/v1/wasm/binaries/{}",
+            self.settings.public_url.trim_end_matches('/'),
+            m.checksum
+        )
+    }
+
+    async fn nodes(&self) -> Result<HashMap<String, Node>, StoreError> {
+        let timeout =
+            i64::try_from(self.settings.heartbeat_timeout.as_millis()).unwrap_or(i64::MAX);
+        Ok(self
+            .store
+            .list_nodes(None, timeout)
+            .await?
+            .into_iter()
+            .map(|n| (n.node_id.clone(), n))
+            .collect())
+    }
+
+    /// Runs `f` on each node, `concurrency` at a time, retrying transport
+    /// failures; returns the failures by node.
+    async fn on_nodes<F, Fut, T>(
+        &self,
+        nodes: &[Node],
+        f: F,
+    ) -> (Vec<(String, T)>, Vec<(String, AgentError)>)
+    where
+        F: Fn(Node) -> Fut,
+        Fut: Future<Output = Result<T, AgentError>>,
+    {
+        let attempts = self.settings.attempts.max(1);
+        let f = &f;
+        let results: Vec<(String, Result<T, AgentError>)> =
+            futures::stream::iter(nodes.iter().cloned())
+                .map(|n| async move {
+                    let mut last = None;
+                    for attempt in 0..attempts {
+                        match f(n.clone()).await {
+                            Ok(v) => return (n.node_id.clone(), Ok(v)),
+                            Err(e) => {
+                                let retry = matches!(
+                                    e,
+                                    AgentError::Connect { .. } | AgentError::Transport { .. }
+                                ) || matches!(
+                                    e,
+                                    AgentError::Refused {
+                                        status: 502..=504,
+                                        ..
+                                    }
+                                );
+                                last = Some(e);
+                                if !retry {
+                                    break;
+                                }
+                                tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+                            }
+                        }
+                    }
+                    let node = n.node_id.clone();
+                    (n.node_id, Err(last.unwrap_or(AgentError::Connect { node })))
+                })
+                .buffer_unordered(self.settings.concurrency.max(1))
+                .collect()
+                .await;
+        let mut ok = Vec::new();
+        let mut failed = Vec::new();
+        for (id, r) in results {
+            match r {
+                Ok(v) => ok.push((id, v)),
+                Err(e) => failed.push((id, e)),
+            }
+        }
+        (ok, failed)
+    }
+
+    async fn versions(&self, d: &Deployment) -> Result<Versions, StoreError> {
+        Ok(Versions {
+            candidate: self.store.get_module(&d.module_id).await?,
+            stable: match &d.stable_module_id {
+                Some(id) => Some(self.store.get_module(id).await?),
+                None => None,
+            },
+        })
+    }
+
+    /// One step of one deployment.
+    pub async fn step(&self, id: &str) -> Result<(), EngineError> {
+        let mut d = self.store.get_deployment(id).await?;
+        match d.status {
+            DeploymentStatus::Completed => return self.retire(d).await,
+            DeploymentStatus::InProgress => {}
+            _ => return Ok(()),
+        }
+        let v = self.versions(&d).await?;
+        if d.state.rolling_back {
+            return self.finish_rollback(d, &v).await;
+        }
+        if d.state.plan.is_empty() {
+            return self.start(d, &v).await;
+        }
+        let Some(phase) = d.state.plan.get(d.state.phase).cloned() else {
+            return self.complete(d, &v).await;
+        };
+        let nodes = self.nodes().await?;
+        if !d.state.applied {
+            return self.apply(d, &v, &phase, &nodes).await;
+        }
+
+        // Holding: watch the metrics and the triggers.
+        let (cand, stable) = self.windows(&d, &v, &phase, &nodes).await;
+        d.state.metrics = serde_json::json!({
+            "candidate": { "version": v.candidate.version, "window": cand },
+            "stable": { "version": v.stable_label(), "window": stable },
+            "analysis": analysis::numbers(&cand, &stable),
+        });
+        let memory_limit = u64::from(v.candidate.limits.max_memory_mb) << 20;
+        if d.spec.auto_rollback_enabled
+            && phase.weights.values().any(|w| *w > 0.0)
+            && let Some(reason) = analysis::trigger(&cand, &d.spec.analysis, memory_limit)
+        {
+            self.gate(
+                &mut d,
+                "auto-rollback",
+                "fail",
+                &reason,
+                analysis::numbers(&cand, &stable),
+            );
+            return self.on_failure(d, &v, &phase, &reason).await;
+        }
+        let now = self.store.clock().now_ms();
+        let started = d.state.phase_started_at.unwrap_or(now);
+        if now < started + phase.hold_ms as i64 || d.state.awaiting_promotion {
+            self.store.save_deployment(&d, None, None).await?;
+            return Ok(());
+        }
+
+        // The phase's gates.
+        if phase.health_gate {
+            let checked: Vec<Node> = self.checked_nodes(&d, &phase, &nodes);
+            let check = d.spec.health_check.clone();
+            let service = d.service.clone();
+            let label = v.candidate.version.clone();
+            let timeout = Duration::from_millis(phase.health_timeout_ms.max(1));
+            let (ok, failed) = self
+                .on_nodes(&checked, |n| {
+                    let (check, service, label) = (check.clone(), service.clone(), label.clone());
+                    async move {
+                        tokio::time::timeout(
+                            timeout,
+                            self.driver.health(&n, &service, &label, &check),
+                        )
+                        .await
+                        .unwrap_or(Err(AgentError::Timeout {
+                            node: n.node_id.clone(),
+                        }))
+                    }
+                })
+                .await;
+            let unhealthy: Vec<String> = ok
+                .iter()
+                .filter(|(_, healthy)| !healthy)
+                .map(|(id, _)| id.clone())
+                .chain(
+                    failed
+                        .iter()
+                        .map(|(id, e)| format!("{id} ({})", e.reason_code())),
+                )
+                .collect();
+            let numbers = serde_json::json!({ "checked": checked.len(), "unhealthy": unhealthy });
+            if !unhealthy.is_empty() {
+                let reason = format!("health check failed on {}", unhealthy.join(", "));
+                self.gate(&mut d, "health", "fail", &reason, numbers);
+                for n in &mut d.state.nodes {
+                    if unhealthy.iter().any(|u| u.starts_with(&n.node_id)) {
+                        n.state = "failed".into();
+                        n.error = Some("health check failed".into());
+                    }
+                }
+                return self.on_failure(d, &v, &phase, &reason).await;
+            }
+            for n in &mut d.state.nodes {
+                if checked.iter().any(|c| c.node_id == n.node_id) {
+                    n.state = "healthy".into();
+                }
+            }
+            self.gate(
+                &mut d,
+                "health",
+                "pass",
+                &format!("{} node(s) healthy", checked.len()),
+                numbers,
+            );
+        }
+        if phase.metrics_gate && v.stable.is_some() {
+            let numbers = analysis::numbers(&cand, &stable);
+            match analysis::compare(&cand, &stable, &d.spec.analysis, memory_limit) {
+                Verdict::Insufficient(reason) => {
+                    let repeated = d.state.gates.last().is_some_and(|g| {
+                        g.phase == Some(d.state.phase) && g.outcome == "insufficient-data"
+                    });
+                    if !repeated {
+                        self.gate(&mut d, "metrics", "insufficient-data", &reason, numbers);
+                    }
+                    self.store.save_deployment(&d, None, None).await?;
+                    return Ok(());
+                }
+                Verdict::Fail(reason) => {
+                    d.state.failures += 1;
+                    self.gate(&mut d, "metrics", "fail", &reason, numbers);
+                    if d.state.failures >= self.failure_threshold(&d) {
+                        return self.on_failure(d, &v, &phase, &reason).await;
+                    }
+                    // Judge again after another period.
+                    d.state.phase_started_at = Some(now);
+                    self.store.save_deployment(&d, None, None).await?;
+                    return Ok(());
+                }
+                Verdict::Pass => {
+                    d.state.passes += 1;
+                    self.gate(&mut d, "metrics", "pass", "within every threshold", numbers);
+                    if d.state.passes < self.success_threshold(&d) {
+                        d.state.phase_started_at = Some(now);
+                        self.store.save_deployment(&d, None, None).await?;
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        if phase.ab_gate {
+            let (winner, reason, numbers) = analysis::ab_decide(&stable, &cand, &d.spec.analysis);
+            let Some(winner) = winner else {
+                let repeated = d
+                    .state
+                    .gates
+                    .last()
+                    .is_some_and(|g| g.outcome == "insufficient-data");
+                if !repeated {
+                    self.gate(&mut d, "ab", "insufficient-data", &reason, numbers);
+                }
+                self.store.save_deployment(&d, None, None).await?;
+                return Ok(());
+            };
+            self.gate(&mut d, "ab", "pass", &reason, numbers);
+            d.state.winner = Some(winner.to_string());
+            let share = if winner == "B" { 100.0 } else { 0.0 };
+            let weights = phase.weights.keys().map(|k| (k.clone(), share)).collect();
+            d.state.plan.push(Phase {
+                name: format!("promote {winner}"),
+                weights,
+                hold_ms: 0,
+                health_gate: winner == "B",
+                metrics_gate: false,
+                ab_gate: false,
+                health_timeout_ms: phase.health_timeout_ms,
+                region: None,
+            });
+            if !self.auto_promote(&d) {
+                d.state.awaiting_promotion = true;
+                self.store
+                    .save_deployment(
+                        &d,
+                        Some((
+                            "awaiting-promotion",
+                            &format!("{winner} won; promote to apply it"),
+                            serde_json::json!({}),
+                        )),
+                        None,
+                    )
+                    .await?;
+                return Ok(());
+            }
+        } else if !self.auto_promote(&d) && d.state.phase + 1 < d.state.plan.len() {
+            d.state.awaiting_promotion = true;
+            self.store
+                .save_deployment(
+                    &d,
+                    Some((
+                        "awaiting-promotion",
+                        &format!("{} passed; promote to continue", phase.name),
+                        serde_json::json!({}),
+                    )),
+                    None,
+                )
+                .await?;
+            return Ok(());
+        }
+        self.next_phase(d, &v).await
+    }
+
+    fn success_threshold(&self, d: &Deployment) -> u32 {
+        match d.spec.parse_strategy() {
+            Ok(Strategy::Canary {
+                success_threshold, ..
+            }) => success_threshold.max(1),
+            _ => 1,
+        }
+    }
+
+    fn failure_threshold(&self, d: &Deployment) -> u32 {
+        match d.spec.parse_strategy() {
+            Ok(Strategy::Canary {
+                failure_threshold, ..
+            }) => failure_threshold.max(1),
+            _ => 1,
+        }
+    }
+
+    fn auto_promote(&self, d: &Deployment) -> bool {
+        match d.spec.parse_strategy() {
+            Ok(Strategy::Canary { auto_promote, .. } | Strategy::Ab { auto_promote, .. }) => {
+                auto_promote
+            }
+            _ => true,
+        }
+    }
+
+    /// The nodes a phase's health gate checks: those with a share, or every
+    /// target when none has one (a Blue-Green warm-up).
+    fn checked_nodes(
+        &self,
+        d: &Deployment,
+        phase: &Phase,
+        nodes: &HashMap<String, Node>,
+    ) -> Vec<Node> {
+        let any = phase.weights.values().any(|w| *w > 0.0);
+        d.state
+            .nodes
+            .iter()
+            .filter(|n| !d.state.failed_regions.contains(&n.region))
+            .filter(|n| !any || phase.weights.get(&n.node_id).copied().unwrap_or(0.0) > 0.0)
+            .filter_map(|n| nodes.get(&n.node_id).cloned())
+            .collect()
+    }
+
+    fn gate(
+        &self,
+        d: &mut Deployment,
+        gate: &str,
+        outcome: &str,
+        reason: &str,
+        numbers: serde_json::Value,
+    ) {
+        tracing::info!(deployment = %d.deployment_id, gate, outcome, reason, "gate");
+        d.state.gates.push(GateDecision {
+            gate: gate.into(),
+            phase: (!d.state.plan.is_empty()).then_some(d.state.phase),
+            outcome: outcome.into(),
+            reason: reason.into(),
+            numbers,
+            at: self.store.clock().now_ms(),
+        });
+    }
+
+    /// Candidate and stable windows since the phase started, summed over
+    /// the target nodes.
+    async fn windows(
+        &self,
+        d: &Deployment,
+        v: &Versions,
+        _phase: &Phase,
+        nodes: &HashMap<String, Node>,
+    ) -> (Window, Window) {
+        let targets: Vec<Node> = d
+            .state
+            .nodes
+            .iter()
+            .filter_map(|n| nodes.get(&n.node_id).cloned())
+            .collect();
+        let service = d.service.clone();
+        let (ok, _) = self
+            .on_nodes(&targets, |n| {
+                let service = service.clone();
+                async move { self.driver.counters(&n, &service).await }
+            })
+            .await;
+        let mut cand = Window::default();
+        let mut stable = Window::default();
+        for (node, counters) in ok {
+            let base = d.state.baseline.get(&node);
+            let base_of = |label: &str| {
+                base.and_then(|b| b.get(label)).and_then(|c| {
+                    serde_json::from_value::<wasmswap_core::CounterSnapshot>(c.clone()).ok()
+                })
+            };
+            if let Some(c) = counters.get(&v.candidate.version) {
+                cand.add(&Window::between(c, base_of(&v.candidate.version).as_ref()));
+            }
+            if let Some(label) = v.stable_label()
+                && let Some(c) = counters.get(label)
+            {
+                stable.add(&Window::between(c, base_of(label).as_ref()));
+            }
+        }
+        (cand, stable)
+    }
+
+    /// Picks the targets, runs the gates that come before any traffic
+    /// moves, writes the plan and loads the versions on every target.
+    async fn start(&self, mut d: Deployment, v: &Versions) -> Result<(), EngineError> {
+        // Gates first: nothing has touched a node yet.
+        if let Some(reason) = self.wit_gate(&mut d, v).await? {
+            return self.fail(d, &reason).await;
+        }
+        self.capability_gate(&mut d, v);
+
+        let nodes = self.nodes().await?;
+        let targets = match self.place(&d, v, &nodes) {
+            Ok(t) => t,
+            Err(reason) => {
+                self.gate(&mut d, "placement", "fail", &reason, serde_json::json!({}));
+                return self.fail(d, &reason).await;
+            }
+        };
+        let strategy = d.spec.parse_strategy().unwrap_or(Strategy::Rolling {
+            batch_size: 1,
+            batch_delay: None,
+            health_check_timeout: "PT30S".into(),
+            pause_on_failure: true,
+        });
+        let mut plan = match plan::plan(&strategy, &targets) {
+            Ok(p) => p,
+            Err(reason) => return self.fail(d, &reason).await,
+        };
+        if v.stable.is_none() {
+            // A first deployment has nothing to split with: one phase that
+            // routes every target to the new version once it is healthy.
+            plan = vec![Phase {
+                name: "first deployment".into(),
+                weights: targets.iter().map(|t| (t.node_id.clone(), 100.0)).collect(),
+                hold_ms: 0,
+                health_gate: true,
+                metrics_gate: false,
+                ab_gate: false,
+                health_timeout_ms: plan.first().map_or(30_000, |p| p.health_timeout_ms),
+                region: None,
+            }];
+        }
+
+        // Load both versions everywhere (the stable one may be new to a node).
+        let target_nodes: Vec<Node> = targets
+            .iter()
+            .filter_map(|t| nodes.get(&t.node_id).cloned())
+            .collect();
+        let mut failures = Vec::new();
+        for module in v.stable.iter().chain(std::iter::once(&v.candidate)) {
+            let url = self.binary_url(module);
+            let (_, failed) = self
+                .on_nodes(&target_nodes, |n| {
+                    let url = url.clone();
+                    async move { self.driver.load(&n, module, &url).await }
+                })
+                .await;
+            for (id, e) in failed {
+                failures.push(format!("{id}: {} ({})", module.module_id, e.reason_code()));
+            }
+        }
+        if !failures.is_empty() {
+            let reason = format!("loading failed on {}", failures.join(", "));
+            self.gate(
+                &mut d,
+                "placement",
+                "fail",
+                &reason,
+                serde_json::json!({ "failures": failures }),
+            );
+            return self.fail(d, &reason).await;
+        }
+        for n in &target_nodes {
+            // Best effort: the next heartbeat corrects it anyway.
+            let _ = self
+                .store
+                .note_held(&n.node_id, &v.candidate.module_id)
+                .await;
+        }
+        d.state.nodes = targets
+            .iter()
+            .map(|t| NodeState {
+                node_id: t.node_id.clone(),
+                region: t.region.clone(),
+                state: "loaded".into(),
+                weight: 0.0,
+                error: None,
+            })
+            .collect();
+        d.state.plan = plan;
+        d.state.phase = 0;
+        d.state.applied = false;
+        let message = format!(
+            "{} target node(s), {} phase(s)",
+            d.state.nodes.len(),
+            d.state.plan.len()
+        );
+        self.store
+            .save_deployment(
+                &d,
+                Some((
+                    "started",
+                    &message,
+                    serde_json::json!({ "nodes": targets.len() }),
+                )),
+                None,
+            )
+            .await?;
+        self.wake();
+        Ok(())
+    }
+
+    /// The targets: healthy nodes of the requested regions (or the named
+    /// nodes), with room for the new version, `replicas` per region.
+    fn place(
+        &self,
+        d: &Deployment,
+        v: &Versions,
+        nodes: &HashMap<String, Node>,
+    ) -> Result<Vec<Target>, String> {
+        let spec = &d.spec;
+        let mut candidates: Vec<&Node> = nodes
+            .values()
+            .filter(|n| n.status == NodeHealth::Healthy)
+            .filter(|n| spec.target_nodes.is_empty() || spec.target_nodes.contains(&n.node_id))
+            .filter(|n| spec.target_regions.is_empty() || spec.target_regions.contains(&n.region))
+            .filter(|n| {
+                n.modules.contains(&v.candidate.module_id)
+                    || n.loaded_modules < n.capacity.max_modules
+            })
+            .collect();
+        for wanted in &spec.target_nodes {
+            if !candidates.iter().any(|n| &n.node_id == wanted) {
+                return Err(format!("node {wanted} is unknown, unhealthy or full"));
+            }
+        }
+        // Prefer nodes already serving the service, then the least loaded.
+        candidates.sort_by_key(|n| {
+            let serves = v
+                .stable
+                .as_ref()
+                .is_some_and(|s| n.modules.contains(&s.module_id));
+            (
+                n.region.clone(),
+                !serves,
+                n.loaded_modules,
+                n.node_id.clone(),
+            )
+        });
+        let per_region = match spec.replicas {
+            Replicas::Count(c) => c as usize,
+            Replicas::All(_) => usize::MAX,
+        };
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        let mut targets = Vec::new();
+        for n in candidates {
+            let c = counts.entry(n.region.clone()).or_default();
+            if *c < per_region {
+                *c += 1;
+                targets.push(Target {
+                    node_id: n.node_id.clone(),
+                    region: n.region.clone(),
+                });
+            }
+        }
+        for r in &spec.target_regions {
+            if !counts.contains_key(r) {
+                return Err(format!("region {r} has no healthy node with room"));
+            }
+        }
+        if targets.is_empty() {
+            return Err("no healthy node with room matches the targets".into());
+        }
+        Ok(targets)
+    }
+
+    /// A breaking change to the exports blocks the deployment unless the
+    /// module names interfaces, all approved, that allow it.
+    async fn wit_gate(
+        &self,
+        d: &mut Deployment,
+        v: &Versions,
+    ) -> Result<Option<String>, EngineError> {
+        let Some(stable) = &v.stable else {
+            return Ok(None);
+        };
+        if stable.kind != "component" || v.candidate.kind != "component" {
+            return Ok(None);
+        }
+        let old = self.store.binary(&stable.checksum).await?;
+        let new = self.store.binary(&v.candidate.checksum).await?;
+        let diff = tokio::task::spawn_blocking(move || {
+            let old = wasmswap_core::wit::WitWorld::from_component(&old)?;
+            let new = wasmswap_core::wit::WitWorld::from_component(&new)?;
+            Ok::<_, wasmswap_core::wit::WitError>(wasmswap_core::wit::diff_worlds(&old, &new))
+        })
+        .await
+        .ok()
+        .and_then(Result::ok);
+        let Some(diff) = diff else {
+            self.gate(
+                d,
+                "wit",
+                "pass",
+                "worlds could not be decoded; nothing to compare",
+                serde_json::json!({}),
+            );
+            return Ok(None);
+        };
+        let breaking: Vec<String> = diff
+            .changes
+            .iter()
+            .filter(|c| c.callers.is_breaking())
+            .map(|c| format!("{}: {}", c.path, c.kind))
+            .collect();
+        let numbers = serde_json::json!({ "changes": diff.changes.len(), "breaking": breaking });
+        if breaking.is_empty() {
+            self.gate(
+                d,
+                "wit",
+                "pass",
+                &format!("{} change(s), none breaking", diff.changes.len()),
+                numbers,
+            );
+            return Ok(None);
+        }
+        let mut approved = !v.candidate.required_interfaces.is_empty();
+        for id in &v.candidate.required_interfaces {
+            approved &= self
+                .store
+                .get_interface(id)
+                .await
+                .is_ok_and(|i| i.approved_by.is_some());
+        }
+        if approved {
+            self.gate(
+                d,
+                "wit",
+                "pass",
+                "breaking changes allowed by approved interfaces",
+                numbers,
+            );
+            return Ok(None);
+        }
+        let reason = format!(
+            "{} breaking change(s) for callers ({}); register and approve an interface version that allows them",
+            breaking.len(),
+            breaking.join("; ")
+        );
+        self.gate(d, "wit", "fail", &reason, numbers);
+        Ok(Some(reason))
+    }
+
+    /// New imports and larger limits: shown, and (production) covered by
+    /// the deployment's approval.
+    fn capability_gate(&self, d: &mut Deployment, v: &Versions) {
+        let Some(stable) = &v.stable else {
+            return;
+        };
+        let new_imports: Vec<&String> = v
+            .candidate
+            .imports
+            .iter()
+            .filter(|i| !stable.imports.contains(i))
+            .collect();
+        let (c, s) = (&v.candidate.limits, &stable.limits);
+        let mut larger = Vec::new();
+        if c.max_memory_mb > s.max_memory_mb {
+            larger.push(format!(
+                "maxMemoryMB {} → {}",
+                s.max_memory_mb, c.max_memory_mb
+            ));
+        }
+        if c.max_cpu_percent > s.max_cpu_percent {
+            larger.push(format!(
+                "maxCpuPercent {} → {}",
+                s.max_cpu_percent, c.max_cpu_percent
+            ));
+        }
+        if c.max_execution_time_seconds > s.max_execution_time_seconds {
+            larger.push(format!(
+                "maxExecutionTimeSeconds {} → {}",
+                s.max_execution_time_seconds, c.max_execution_time_seconds
+            ));
+        }
+        let numbers = serde_json::json!({ "newImports": new_imports, "largerLimits": larger });
+        if new_imports.is_empty() && larger.is_empty() {
+            self.gate(
+                d,
+                "capabilities",
+                "pass",
+                "no new imports, no larger limits",
+                numbers,
+            );
+        } else {
+            let approved = d
+                .approved_by
+                .clone()
+                .unwrap_or_else(|| "not needed outside production".into());
+            self.gate(
+                d,
+                "capabilities",
+                "pass",
+                &format!(
+                    "{} new import(s), {} larger limit(s); approved by {approved}",
+                    new_imports.len(),
+                    larger.len()
+                ),
+                numbers,
+            );
+        }
+    }
+
+    /// Sets the phase's routes on every node, then records the counters the
+    /// phase's analysis starts from.
+    async fn apply(
+        &self,
+        mut d: Deployment,
+        v: &Versions,
+        phase: &Phase,
+        nodes: &HashMap<String, Node>,
+    ) -> Result<(), EngineError> {
+        let targets: Vec<Node> = d
+            .state
+            .nodes
+            .iter()
+            .filter(|n| !d.state.failed_regions.contains(&n.region))
+            .filter_map(|n| nodes.get(&n.node_id).cloned())
+            .collect();
+        let service = d.service.clone();
+        let cand = v.candidate.version.clone();
+        let stable = v.stable_label().map(str::to_string);
+        let (_, failed) = self
+            .on_nodes(&targets, |n| {
+                let weight = phase.weights.get(&n.node_id).copied().unwrap_or(0.0);
+                let route = RouteSpec::split(stable.as_deref(), &cand, weight);
+                let service = service.clone();
+                async move {
+                    match route {
+                        Some(r) => self.driver.set_route(&n, &service, &r).await,
+                        None => Ok(()),
+                    }
+                }
+            })
+            .await;
+        if !failed.is_empty() {
+            let list: Vec<String> = failed
+                .iter()
+                .map(|(id, e)| format!("{id} ({})", e.reason_code()))
+                .collect();
+            let reason = format!("setting routes failed on {}", list.join(", "));
+            self.gate(&mut d, "routes", "fail", &reason, serde_json::json!({}));
+            return self.on_failure(d, v, phase, &reason).await;
+        }
+        // Counters at the start of the phase: its analysis looks at the
+        // calls made since.
+        let (ok, _) = self
+            .on_nodes(&targets, |n| {
+                let service = service.clone();
+                async move { self.driver.counters(&n, &service).await }
+            })
+            .await;
+        d.state.baseline = serde_json::to_value(
+            ok.into_iter()
+                .collect::<BTreeMap<String, HashMap<String, wasmswap_core::CounterSnapshot>>>(),
+        )
+        .unwrap_or_default();
+        for n in &mut d.state.nodes {
+            if !d.state.failed_regions.contains(&n.region) {
+                n.weight = phase.weights.get(&n.node_id).copied().unwrap_or(0.0);
+                n.state = if n.weight > 0.0 {
+                    "routed".into()
+                } else {
+                    "loaded".into()
+                };
+            }
+        }
+        d.state.applied = true;
+        d.state.phase_started_at = Some(self.store.clock().now_ms());
+        d.state.passes = 0;
+        d.state.failures = 0;
+        let message = format!(
+            "phase {} of {}: {}",
+            d.state.phase + 1,
+            d.state.plan.len(),
+            phase.name
+        );
+        if d.state.phase == 0 {
+            self.store
+                .set_module_status(
+                    &v.candidate.module_id,
+                    ModuleStatus::Deployed,
+                    &engine_actor(),
+                )
+                .await?;
+        }
+        self.store
+            .save_deployment(
+                &d,
+                Some((
+                    "phase",
+                    &message,
+                    serde_json::json!({ "weights": phase.weights }),
+                )),
+                None,
+            )
+            .await?;
+        self.wake();
+        Ok(())
+    }
+
+    async fn next_phase(&self, mut d: Deployment, v: &Versions) -> Result<(), EngineError> {
+        d.state.phase += 1;
+        d.state.applied = false;
+        d.state.awaiting_promotion = false;
+        if d.state.phase >= d.state.plan.len() {
+            return self.complete(d, v).await;
+        }
+        self.store.save_deployment(&d, None, None).await?;
+        self.wake();
+        Ok(())
+    }
+
+    async fn complete(&self, mut d: Deployment, v: &Versions) -> Result<(), EngineError> {
+        let kept_a = d.state.winner.as_deref() == Some("A");
+        d.status = DeploymentStatus::Completed;
+        d.state.awaiting_promotion = false;
+        let actor = engine_actor();
+        if kept_a {
+            self.store
+                .set_module_status(&v.candidate.module_id, ModuleStatus::Registered, &actor)
+                .await?;
+        } else if let Some(stable) = &v.stable {
+            self.store
+                .set_module_status(&stable.module_id, ModuleStatus::Registered, &actor)
+                .await?;
+        }
+        if let Ok(Strategy::BlueGreen {
+            keep_blue_environment: false,
+            blue_retention_period,
+            ..
+        }) = d.spec.parse_strategy()
+            && v.stable.is_some()
+        {
+            let ms = plan::duration_ms("blueRetentionPeriod", &blue_retention_period)
+                .unwrap_or(3_600_000);
+            d.state.retire_at = Some(self.store.clock().now_ms() + ms as i64);
+        }
+        let message = if kept_a {
+            "experiment over: A stays".to_string()
+        } else if d.state.failed_regions.is_empty() {
+            format!("{} serves every target", v.candidate.module_id)
+        } else {
+            format!("completed; rolled back in {:?}", d.state.failed_regions)
+        };
+        self.store
+            .save_deployment(
+                &d,
+                Some(("completed", &message, serde_json::json!({}))),
+                None,
+            )
+            .await?;
+        tracing::info!(deployment = %d.deployment_id, "deployment completed");
+        Ok(())
+    }
+
+    /// What a failed gate does: pause (Rolling with `pauseOnFailure`, or
+    /// without automatic rollback), roll one region back (Regional without
+    /// `abortOnRegionFailure`), or roll everything back.
+    async fn on_failure(
+        &self,
+        mut d: Deployment,
+        v: &Versions,
+        phase: &Phase,
+        reason: &str,
+    ) -> Result<(), EngineError> {
+        let strategy = d.spec.parse_strategy().ok();
+        if let (
+            Some(Strategy::Regional {
+                abort_on_region_failure: false,
+                ..
+            }),
+            Some(region),
+        ) = (&strategy, &phase.region)
+            && v.stable.is_some()
+        {
+            // This region goes back; the others carry on.
+            let nodes = self.nodes().await?;
+            let back: Vec<Node> = d
+                .state
+                .nodes
+                .iter()
+                .filter(|n| &n.region == region)
+                .filter_map(|n| nodes.get(&n.node_id).cloned())
+                .collect();
+            self.restore(&d, v, &back).await;
+            d.state.failed_regions.push(region.clone());
+            for n in &mut d.state.nodes {
+                if &n.region == region {
+                    n.state = "rolled-back".into();
+                    n.weight = 0.0;
+                }
+            }
+            let msg = format!("region {region} rolled back: {reason}");
+            self.store
+                .save_deployment(
+                    &d,
+                    Some(("region-rolled-back", &msg, serde_json::json!({}))),
+                    None,
+                )
+                .await?;
+            return self
+                .next_phase(self.store.get_deployment(&d.deployment_id).await?, v)
+                .await;
+        }
+        let pause = matches!(
+            strategy,
+            Some(Strategy::Rolling {
+                pause_on_failure: true,
+                ..
+            })
+        ) || !d.spec.auto_rollback_enabled
+            || v.stable.is_none();
+        if pause {
+            d.status = DeploymentStatus::Paused;
+            let msg = format!("paused: {reason}");
+            self.store
+                .save_deployment(&d, Some(("paused", &msg, serde_json::json!({}))), None)
+                .await?;
+            return Ok(());
+        }
+        d.state.rolling_back = true;
+        let msg = format!("rolling back: {reason}");
+        let d = self
+            .store
+            .save_deployment(
+                &d,
+                Some(("rolling-back", &msg, serde_json::json!({}))),
+                None,
+            )
+            .await?;
+        self.finish_rollback(d, v).await
+    }
+
+    /// Routes `nodes` back to the stable version only.
+    async fn restore(
+        &self,
+        d: &Deployment,
+        v: &Versions,
+        nodes: &[Node],
+    ) -> Vec<(String, AgentError)> {
+        let Some(stable) = v.stable_label() else {
+            return Vec::new();
+        };
+        let route = RouteSpec::only(stable);
+        let service = d.service.clone();
+        let (_, failed) = self
+            .on_nodes(nodes, |n| {
+                let (route, service) = (route.clone(), service.clone());
+                async move { self.driver.set_route(&n, &service, &route).await }
+            })
+            .await;
+        failed
+    }
+
+    /// Puts every touched node back on the stable version.
+    async fn finish_rollback(&self, mut d: Deployment, v: &Versions) -> Result<(), EngineError> {
+        let nodes = self.nodes().await?;
+        let touched: Vec<Node> = d
+            .state
+            .nodes
+            .iter()
+            .filter_map(|n| nodes.get(&n.node_id).cloned())
+            .collect();
+        let failed = self.restore(&d, v, &touched).await;
+        if !failed.is_empty() {
+            // Stay in `rolling_back`: the next tick tries those nodes again.
+            let list: Vec<String> = failed
+                .iter()
+                .map(|(id, e)| format!("{id} ({})", e.reason_code()))
+                .collect();
+            tracing::warn!(deployment = %d.deployment_id, nodes = ?list, "rollback incomplete; retrying");
+            self.store.save_deployment(&d, None, None).await?;
+            return Ok(());
+        }
+        for n in &mut d.state.nodes {
+            n.weight = 0.0;
+            n.state = "rolled-back".into();
+        }
+        d.state.rolling_back = false;
+        d.status = DeploymentStatus::RolledBack;
+        let actor = engine_actor();
+        self.store
+            .set_module_status(&v.candidate.module_id, ModuleStatus::Registered, &actor)
+            .await?;
+        if let Some(stable) = &v.stable {
+            self.store
+                .set_module_status(&stable.module_id, ModuleStatus::Deployed, &actor)
+                .await?;
+        }
+        let msg = format!(
+            "{} node(s) back on {}",
+            touched.len(),
+            v.stable_label().unwrap_or("-")
+        );
+        self.store
+            .save_deployment(&d, Some(("rolled-back", &msg, serde_json::json!({}))), None)
+            .await?;
+        tracing::info!(deployment = %d.deployment_id, "rolled back");
+        Ok(())
+    }
+
+    async fn fail(&self, mut d: Deployment, reason: &str) -> Result<(), EngineError> {
+        d.status = DeploymentStatus::Failed;
+        let msg = format!("failed before any traffic moved: {reason}");
+        self.store
+            .save_deployment(&d, Some(("failed", &msg, serde_json::json!({}))), None)
+            .await?;
+        Ok(())
+    }
+
+    /// Blue-Green without `keepBlueEnvironment`: unloads blue once its
+    /// retention period is over.
+    async fn retire(&self, mut d: Deployment) -> Result<(), EngineError> {
+        let Some(at) = d.state.retire_at else {
+            return Ok(());
+        };
+        if self.store.clock().now_ms() < at {
+            return Ok(());
+        }
+        let v = self.versions(&d).await?;
+        if let Some(stable) = &v.stable {
+            let nodes = self.nodes().await?;
+            let targets: Vec<Node> = d
+                .state
+                .nodes
+                .iter()
+                .filter_map(|n| nodes.get(&n.node_id).cloned())
+                .collect();
+            let service = d.service.clone();
+            let label = stable.version.clone();
+            let (_, failed) = self
+                .on_nodes(&targets, |n| {
+                    let (service, label) = (service.clone(), label.clone());
+                    async move { self.driver.unload(&n, &service, &label).await }
+                })
+                .await;
+            if !failed.is_empty() {
+                return Ok(());
+            }
+        }
+        d.state.retire_at = None;
+        self.store
+            .save_deployment(
+                &d,
+                Some((
+                    "blue-retired",
+                    "the previous version was unloaded",
+                    serde_json::json!({}),
+                )),
+                None,
+            )
+            .await?;
+        Ok(())
+    }
+}

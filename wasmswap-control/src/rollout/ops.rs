@@ -1,0 +1,341 @@
+//! The operations the API offers on deployments. They only change status
+//! and flags in the store (with the revision they read) and wake the
+//! engine, which makes every node call.
+
+use crate::model::Actor;
+use crate::store::{Store, StoreError};
+
+use super::model::{Deployment, DeploymentSpec, DeploymentStatus, EngineState};
+use super::plan;
+
+/// Why an operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    /// The request is wrong (field named).
+    #[error("{message}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The deployment's state does not allow it.
+    #[error("{0}")]
+    State(String),
+    /// The store failed (or not found).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> OpError {
+    OpError::Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+/// Checks a request and stores it as a pending deployment.
+pub async fn create(
+    store: &Store,
+    spec: DeploymentSpec,
+    actor: &Actor,
+) -> Result<Deployment, OpError> {
+    let strategy = spec.parse_strategy().map_err(|e| {
+        invalid(
+            "strategyConfig",
+            format!("strategy {:?}: {e}", spec.strategy),
+        )
+    })?;
+    // The durations and shapes the plan needs, checked now rather than
+    // when traffic is about to move.
+    let probe = [plan::Target {
+        node_id: "probe".into(),
+        region: "probe".into(),
+    }];
+    if !matches!(strategy, super::model::Strategy::Regional { ref region_order, .. } if !region_order.is_empty())
+    {
+        plan::plan(&strategy, &probe).map_err(|e| invalid("strategyConfig", e))?;
+    }
+    if let super::model::Replicas::Count(n) = spec.replicas
+        && !(1..=3).contains(&n)
+    {
+        return Err(invalid(
+            "replicas",
+            format!("replicas is {n}; allowed 1–3 or \"all\""),
+        ));
+    }
+    let a = &spec.analysis;
+    if !(0.0..=1.0).contains(&a.max_error_rate) || !(0.0..=1.0).contains(&a.max_crash_rate) {
+        return Err(invalid(
+            "analysis",
+            "error and crash rates are fractions between 0 and 1",
+        ));
+    }
+    if !(a.significance > 0.0 && a.significance < 0.5) {
+        return Err(invalid(
+            "analysis",
+            "significance must be between 0 and 0.5",
+        ));
+    }
+    if spec.environment.is_empty() || spec.environment.len() > 32 {
+        return Err(invalid(
+            "environment",
+            "environment must be 1–32 characters",
+        ));
+    }
+    let module = store
+        .get_module(&spec.module_id)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound(_) => invalid(
+                "moduleId",
+                format!("module {} is not registered", spec.module_id),
+            ),
+            other => other.into(),
+        })?;
+    if let Some(other) = store.active_deployment_of(&module.name).await? {
+        return Err(OpError::State(format!(
+            "deployment {other} of {} is still underway; finish, abort or roll it back first",
+            module.name
+        )));
+    }
+    let stable = store.live_module(&module.name).await?;
+    if stable.as_deref() == Some(module.module_id.as_str()) {
+        return Err(OpError::State(format!(
+            "{} is already the live version",
+            module.module_id
+        )));
+    }
+    let id = format!("dep-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    Ok(store
+        .create_deployment(
+            &id,
+            &module.name,
+            stable.as_deref(),
+            &spec,
+            DeploymentStatus::Pending,
+            &EngineState::default(),
+            actor,
+        )
+        .await?)
+}
+
+/// Reads, changes and saves a deployment, retrying when the engine wrote
+/// in between.
+async fn update<F>(
+    store: &Store,
+    id: &str,
+    actor: &Actor,
+    action: &str,
+    mut change: F,
+) -> Result<Deployment, OpError>
+where
+    F: FnMut(&mut Deployment) -> Result<(&'static str, String), OpError>,
+{
+    for _ in 0..20 {
+        let mut d = store.get_deployment(id).await?;
+        let (kind, message) = change(&mut d)?;
+        match store
+            .save_deployment(
+                &d,
+                Some((kind, &message, serde_json::json!({ "by": actor.name }))),
+                Some((actor, action)),
+            )
+            .await
+        {
+            Ok(d) => return Ok(d),
+            Err(StoreError::Conflict(_)) => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(OpError::State(format!(
+        "deployment {id} keeps changing; retry"
+    )))
+}
+
+/// Starts a pending deployment. Production needs an admin: `is_admin`
+/// starts it (approving it); anyone else sends it to awaiting approval.
+pub async fn execute(
+    store: &Store,
+    id: &str,
+    actor: &Actor,
+    is_admin: bool,
+) -> Result<Deployment, OpError> {
+    update(store, id, actor, "deployment.execute", |d| {
+        if d.status != DeploymentStatus::Pending {
+            return Err(OpError::State(format!(
+                "deployment {id} is {}; only a pending one can be executed",
+                d.status.as_str()
+            )));
+        }
+        if d.environment == "production" && !is_admin {
+            d.status = DeploymentStatus::AwaitingApproval;
+            return Ok((
+                "awaiting-approval",
+                "production: an admin must approve".into(),
+            ));
+        }
+        if d.environment == "production" {
+            d.approved_by = Some(actor.name.clone());
+        }
+        d.status = DeploymentStatus::InProgress;
+        Ok(("executed", format!("started by {}", actor.name)))
+    })
+    .await
+}
+
+/// An admin approves a production deployment, which starts it.
+pub async fn approve(store: &Store, id: &str, actor: &Actor) -> Result<Deployment, OpError> {
+    update(store, id, actor, "deployment.approve", |d| {
+        if !matches!(
+            d.status,
+            DeploymentStatus::AwaitingApproval | DeploymentStatus::Pending
+        ) {
+            return Err(OpError::State(format!(
+                "deployment {id} is {}; nothing to approve",
+                d.status.as_str()
+            )));
+        }
+        d.approved_by = Some(actor.name.clone());
+        d.status = DeploymentStatus::InProgress;
+        Ok(("approved", format!("approved by {}", actor.name)))
+    })
+    .await
+}
+
+/// Holds the deployment where it is.
+pub async fn pause(store: &Store, id: &str, actor: &Actor) -> Result<Deployment, OpError> {
+    update(store, id, actor, "deployment.pause", |d| {
+        if d.status != DeploymentStatus::InProgress || d.state.rolling_back {
+            return Err(OpError::State(format!(
+                "deployment {id} is {}; only one in progress can be paused",
+                d.status.as_str()
+            )));
+        }
+        d.status = DeploymentStatus::Paused;
+        Ok(("paused", format!("paused by {}", actor.name)))
+    })
+    .await
+}
+
+/// Carries on after a pause.
+pub async fn resume(store: &Store, id: &str, actor: &Actor) -> Result<Deployment, OpError> {
+    update(store, id, actor, "deployment.resume", |d| {
+        if d.status != DeploymentStatus::Paused {
+            return Err(OpError::State(format!(
+                "deployment {id} is {}; only a paused one can be resumed",
+                d.status.as_str()
+            )));
+        }
+        d.status = DeploymentStatus::InProgress;
+        // A failed gate is judged afresh.
+        d.state.failures = 0;
+        Ok(("resumed", format!("resumed by {}", actor.name)))
+    })
+    .await
+}
+
+/// Skips to the next phase (without its gates), or with `full` to the
+/// last one (everything on the new version).
+pub async fn promote(
+    store: &Store,
+    id: &str,
+    actor: &Actor,
+    full: bool,
+) -> Result<Deployment, OpError> {
+    update(store, id, actor, "deployment.promote", |d| {
+        if !matches!(
+            d.status,
+            DeploymentStatus::InProgress | DeploymentStatus::Paused
+        ) || d.state.rolling_back
+        {
+            return Err(OpError::State(format!(
+                "deployment {id} is {}; nothing to promote",
+                d.status.as_str()
+            )));
+        }
+        if d.state.plan.is_empty() {
+            return Err(OpError::State(format!(
+                "deployment {id} has not started moving traffic yet"
+            )));
+        }
+        if d.state.awaiting_promotion && !full {
+            // The decision is made (A/B winner, a passed stage): carry it out.
+            d.state.phase += 1;
+        } else if full {
+            if let Some(last) = d.state.plan.last().cloned()
+                && last.weights.values().any(|w| *w < 100.0)
+            {
+                // A/B before a decision, or a plan not ending at 100 %.
+                let weights = last.weights.keys().map(|k| (k.clone(), 100.0)).collect();
+                d.state.plan.push(super::model::Phase {
+                    name: "promoted to 100 %".into(),
+                    weights,
+                    hold_ms: 0,
+                    health_gate: true,
+                    metrics_gate: false,
+                    ab_gate: false,
+                    health_timeout_ms: last.health_timeout_ms,
+                    region: None,
+                });
+                d.state.winner = None;
+            }
+            d.state.phase = d.state.plan.len() - 1;
+        } else {
+            d.state.phase += 1;
+        }
+        d.state.applied = false;
+        d.state.awaiting_promotion = false;
+        d.status = DeploymentStatus::InProgress;
+        Ok((
+            "promoted",
+            if full {
+                "promoted to 100 %".into()
+            } else {
+                "promoted to the next phase".into()
+            },
+        ))
+    })
+    .await
+}
+
+/// Rolls every touched node back to the previous version (`abort` is the
+/// same, recorded as an abort).
+pub async fn rollback(
+    store: &Store,
+    id: &str,
+    actor: &Actor,
+    abort: bool,
+) -> Result<Deployment, OpError> {
+    let action = if abort {
+        "deployment.abort"
+    } else {
+        "deployment.rollback"
+    };
+    update(store, id, actor, action, |d| {
+        match d.status {
+            DeploymentStatus::Pending | DeploymentStatus::AwaitingApproval => {
+                // Nothing moved yet: just stop it.
+                d.status = DeploymentStatus::RolledBack;
+                return Ok(("aborted", format!("aborted by {} before it started", actor.name)));
+            }
+            DeploymentStatus::InProgress | DeploymentStatus::Paused | DeploymentStatus::Completed => {}
+            other => {
+                return Err(OpError::State(format!("deployment {id} is {}; nothing to roll back", other.as_str())));
+            }
+        }
+        if d.stable_module_id.is_none() {
+            return Err(OpError::State(format!(
+                "deployment {id} was the service's first: there is no previous version to go back to"
+            )));
+        }
+        d.status = DeploymentStatus::InProgress;
+        d.state.rolling_back = true;
+        d.state.awaiting_promotion = false;
+        d.state.retire_at = None;
+        Ok((if abort { "aborting" } else { "rolling-back" }, format!("{} by {}", if abort { "abort" } else { "rollback" }, actor.name)))
+    })
+    .await
+}
