@@ -161,40 +161,28 @@ async fn run(
     who: &crate::model::Actor,
     id: &str,
 ) -> Result<Deployment, ApiError> {
-    let d = state.store.get_deployment(id).await?;
-    let production = d.environment == "production";
+    // Permission first: an unknown id must not tell a caller who may not
+    // act on deployments anything.
+    caller.require(match op {
+        "execute" => Permission::Deploy,
+        "approve" => Permission::DeployProduction,
+        "pause" | "resume" | "abort" => Permission::ControlRollout,
+        "rollback" => Permission::Rollback,
+        other => return Err(ApiError::internal(format!("unknown control {other}"))),
+    })?;
     Ok(match op {
-        "execute" => {
-            caller.require(if production && is_admin(caller) {
-                Permission::DeployProduction
-            } else {
-                Permission::Deploy
-            })?;
-            ops::execute(&state.store, id, who, is_admin(caller)).await?
-        }
-        "approve" => {
-            caller.require(Permission::DeployProduction)?;
-            ops::approve(&state.store, id, who).await?
-        }
-        "pause" => {
-            caller.require(Permission::ControlRollout)?;
-            ops::pause(&state.store, id, who).await?
-        }
-        "resume" => {
-            caller.require(Permission::ControlRollout)?;
-            ops::resume(&state.store, id, who).await?
-        }
-        "abort" => {
-            caller.require(Permission::ControlRollout)?;
-            ops::rollback(&state.store, id, who, true).await?
-        }
-        "rollback" => {
-            caller.require(Permission::Rollback)?;
+        // Production: an admin's execute approves it; anyone else's sends
+        // it for approval.
+        "execute" => ops::execute(&state.store, id, who, is_admin(caller)).await?,
+        "approve" => ops::approve(&state.store, id, who).await?,
+        "pause" => ops::pause(&state.store, id, who).await?,
+        "resume" => ops::resume(&state.store, id, who).await?,
+        "abort" => ops::rollback(&state.store, id, who, true).await?,
+        _ => {
             let span = tracing::info_span!("wasm.deployment.rollback", deployment = %id);
             tracing::Instrument::instrument(ops::rollback(&state.store, id, who, false), span)
                 .await?
         }
-        other => return Err(ApiError::internal(format!("unknown control {other}"))),
     })
 }
 

@@ -363,10 +363,12 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes the oldest versions (semver order) of `name` beyond the
-    /// retention count, never a deployed one, one loaded on a node, or
-    /// `keep` (the version just registered, even when it is an old
-    /// version's hotfix). Returns the ids removed.
+    /// Deletes the versions of `name` older (semver order) than the newest
+    /// `keep_versions`, except a deployed one, one loaded on a node, and
+    /// `keep` (the version just registered, even when it is an old line's
+    /// hotfix). Protected old versions are kept on top of the newest ones;
+    /// a newer version is never removed to make room. Returns the ids
+    /// removed.
     pub async fn prune(
         &self,
         name: &str,
@@ -374,12 +376,9 @@ impl Store {
         actor: &Actor,
     ) -> Result<Vec<String>, StoreError> {
         let versions = self.module_versions(name).await?;
-        let mut excess = versions.len().saturating_sub(self.keep_versions);
+        let excess = versions.len().saturating_sub(self.keep_versions);
         let mut removed = Vec::new();
-        for m in &versions {
-            if excess == 0 {
-                break;
-            }
+        for m in versions.iter().take(excess) {
             if m.status == ModuleStatus::Deployed || Some(m.module_id.as_str()) == keep {
                 continue;
             }
@@ -402,7 +401,6 @@ impl Store {
                 )
                 .await?;
                 removed.push(m.module_id.clone());
-                excess -= 1;
             }
             tx.commit().await?;
         }

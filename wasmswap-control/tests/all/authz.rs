@@ -16,6 +16,7 @@ enum Who {
     Admin,
     AdminDev,
     AdminOps,
+    AdminDevOps,
     /// Admin or a node (with the node token).
     AdminNode,
     /// Every role, and nodes.
@@ -29,6 +30,7 @@ impl Who {
             Who::Admin | Who::AdminNode => role == Role::Admin,
             Who::AdminDev => matches!(role, Role::Admin | Role::Developer),
             Who::AdminOps => matches!(role, Role::Admin | Role::Operator),
+            Who::AdminDevOps => role != Role::Viewer,
         }
     }
     fn allows_node(self) -> bool {
@@ -160,6 +162,72 @@ fn table(checksum: &str) -> Vec<(Method, String, Value, Who)> {
             Who::AdminDev,
         ),
         (
+            Method::POST,
+            "/api/v1/wasm/deployments".into(),
+            json!({"moduleId": "calc-v1.0.0", "strategy": "nope"}),
+            Who::AdminDev,
+        ),
+        (
+            Method::GET,
+            "/api/v1/wasm/deployments".into(),
+            Value::Null,
+            Who::All,
+        ),
+        (
+            Method::GET,
+            "/api/v1/wasm/deployments/dep-nope".into(),
+            Value::Null,
+            Who::All,
+        ),
+        (
+            Method::GET,
+            "/api/v1/wasm/deployments/dep-nope/events".into(),
+            Value::Null,
+            Who::All,
+        ),
+        (
+            Method::POST,
+            "/api/v1/wasm/deployments/dep-nope/execute".into(),
+            json!({}),
+            Who::AdminDev,
+        ),
+        (
+            Method::POST,
+            "/api/v1/wasm/deployments/dep-nope/approve".into(),
+            json!({}),
+            Who::Admin,
+        ),
+        (
+            Method::POST,
+            "/api/v1/wasm/deployments/dep-nope/pause".into(),
+            json!({}),
+            Who::AdminDevOps,
+        ),
+        (
+            Method::POST,
+            "/api/v1/wasm/deployments/dep-nope/resume".into(),
+            json!({}),
+            Who::AdminDevOps,
+        ),
+        (
+            Method::POST,
+            "/api/v1/wasm/deployments/dep-nope/promote".into(),
+            json!({}),
+            Who::AdminDevOps,
+        ),
+        (
+            Method::POST,
+            "/api/v1/wasm/deployments/dep-nope/abort".into(),
+            json!({}),
+            Who::AdminDevOps,
+        ),
+        (
+            Method::POST,
+            "/api/v1/wasm/deployments/dep-nope/rollback".into(),
+            json!({}),
+            Who::AdminOps,
+        ),
+        (
             Method::GET,
             "/api/v1/audit".into(),
             Value::Null,
@@ -275,7 +343,7 @@ async fn every_endpoint_every_role_and_bad_tokens() {
         }
         checked += 1;
     }
-    assert_eq!(checked, 22 * 9);
+    assert_eq!(checked, 33 * 9);
 
     // Public endpoints need nothing.
     app.call(Method::GET, "/api/v1/health", None, None, vec![])

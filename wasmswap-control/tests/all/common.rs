@@ -126,8 +126,16 @@ impl TestApp {
         app
     }
 
-    pub async fn build(config: StoreConfig, limits: RateLimits, mut settings: ApiSettings) -> Self {
-        let clock = Clock::manual(T0);
+    pub async fn build(config: StoreConfig, limits: RateLimits, settings: ApiSettings) -> Self {
+        Self::build_clocked(config, limits, settings, Clock::manual(T0)).await
+    }
+
+    pub async fn build_clocked(
+        config: StoreConfig,
+        limits: RateLimits,
+        mut settings: ApiSettings,
+        clock: Clock,
+    ) -> Self {
         let store = Store::open(&config, clock.clone()).await.unwrap();
         let users = users();
         let key = SigningKey::Hs256(SECRET.to_vec());

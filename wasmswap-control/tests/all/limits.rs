@@ -185,6 +185,16 @@ async fn openapi_documents_every_route() {
         ("/api/v1/wasm/interfaces/{id}/approve", &["post"]),
         ("/api/v1/wasm/interfaces/{id}/deprecate", &["post"]),
         ("/api/v1/wasm/execute", &["post"]),
+        ("/api/v1/wasm/deployments", &["post", "get"]),
+        ("/api/v1/wasm/deployments/{id}", &["get"]),
+        ("/api/v1/wasm/deployments/{id}/events", &["get"]),
+        ("/api/v1/wasm/deployments/{id}/execute", &["post"]),
+        ("/api/v1/wasm/deployments/{id}/approve", &["post"]),
+        ("/api/v1/wasm/deployments/{id}/pause", &["post"]),
+        ("/api/v1/wasm/deployments/{id}/resume", &["post"]),
+        ("/api/v1/wasm/deployments/{id}/promote", &["post"]),
+        ("/api/v1/wasm/deployments/{id}/abort", &["post"]),
+        ("/api/v1/wasm/deployments/{id}/rollback", &["post"]),
         ("/api/v1/audit", &["get"]),
         ("/api/v1/health", &["get"]),
         ("/api/v1/metrics", &["get"]),
@@ -196,6 +206,6 @@ async fn openapi_documents_every_route() {
             );
         }
     }
-    assert_eq!(paths.len(), 19, "{:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(paths.len(), 29, "{:?}", paths.keys().collect::<Vec<_>>());
     assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
 }

@@ -13,6 +13,7 @@ mod jwt;
 mod limits;
 mod modules;
 mod nodes;
+mod rollout_e2e;
 mod rollout_unit;
 mod services;
 mod store_suite;
