@@ -43,7 +43,8 @@ struct NodeSim {
 struct Fleet {
     /// No calls at all (the simulation's clock keeps ticking).
     silent: std::sync::atomic::AtomicBool,
-    nodes: Mutex<HashMap<String, NodeSim>>,
+    /// By (node, service).
+    nodes: Mutex<HashMap<(String, String), NodeSim>>,
     behaviour: Mutex<HashMap<String, Behaviour>>,
     calls: Mutex<Vec<String>>,
 }
@@ -54,7 +55,11 @@ impl Fleet {
     }
 
     fn route(&self, node: &str) -> Option<RouteSpec> {
-        self.nodes.lock().get(node).and_then(|n| n.route.clone())
+        self.route_of(node, "svc")
+    }
+
+    fn route_of(&self, node: &str, service: &str) -> Option<RouteSpec> {
+        self.nodes.lock().get(&(node.to_string(), service.to_string())).and_then(|n| n.route.clone())
     }
 
     /// 100 calls per node, split by the route; errors by behaviour.
@@ -109,7 +114,7 @@ impl Driver for Fleet {
             .push(format!("load {} {}", node.node_id, module.version));
         self.nodes
             .lock()
-            .entry(node.node_id.clone())
+            .entry((node.node_id.clone(), module.name.clone()))
             .or_default()
             .loaded
             .entry(module.version.clone())
@@ -119,11 +124,11 @@ impl Driver for Fleet {
     async fn set_route(
         &self,
         node: &Node,
-        _service: &str,
+        service: &str,
         route: &RouteSpec,
     ) -> Result<(), AgentError> {
         let mut nodes = self.nodes.lock();
-        let sim = nodes.entry(node.node_id.clone()).or_default();
+        let sim = nodes.entry((node.node_id.clone(), service.to_string())).or_default();
         for v in std::iter::once(&route.stable).chain(route.candidate.iter()) {
             if !sim.loaded.contains_key(v) {
                 return Err(AgentError::Refused {
@@ -156,20 +161,24 @@ impl Driver for Fleet {
     async fn counters(
         &self,
         node: &Node,
-        _service: &str,
+        service: &str,
     ) -> Result<HashMap<String, CounterSnapshot>, AgentError> {
         Ok(self
             .nodes
             .lock()
-            .get(&node.node_id)
+            .get(&(node.node_id.clone(), service.to_string()))
             .map(|n| n.loaded.clone())
             .unwrap_or_default())
     }
-    async fn unload(&self, node: &Node, _service: &str, version: &str) -> Result<(), AgentError> {
+    async fn unload(&self, node: &Node, service: &str, version: &str) -> Result<(), AgentError> {
         self.calls
             .lock()
             .push(format!("unload {} {version}", node.node_id));
-        if let Some(n) = self.nodes.lock().get_mut(&node.node_id) {
+        if let Some(n) = self
+            .nodes
+            .lock()
+            .get_mut(&(node.node_id.clone(), service.to_string()))
+        {
             n.loaded.remove(version);
         }
         Ok(())
@@ -939,4 +948,78 @@ async fn requests_are_checked_before_anything_moves() {
         d.state.gates
     );
     assert!(w.all_on("1.0.0"));
+}
+
+async fn register_component(store: &Store, version: &str, path: &str, required: Vec<String>) {
+    let bytes = test_programs::bytes(path);
+    store
+        .register_module(
+            NewModule {
+                name: "web".into(),
+                version: version.parse().unwrap(),
+                description: String::new(),
+                required_interfaces: required,
+                limits: ModuleLimits::default(),
+                metadata: Default::default(),
+                kind: "component".into(),
+                wasi_version: "preview2".into(),
+                exported_functions: vec![],
+                imports: vec![],
+                wit: None,
+            },
+            bytes::Bytes::from(bytes),
+            &actor(),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn wit_gate_blocks_breaking_exports_unless_an_approved_interface_allows_them() {
+    let w = world().await;
+    register_component(&w.store, "1.0.0", test_programs::HTTP_HELLO_V1_COMPONENT, vec![]).await;
+    register_component(&w.store, "2.0.0", test_programs::HTTP_HELLO_V2_COMPONENT, vec![]).await;
+    register_component(&w.store, "3.0.0", test_programs::TYPES_COMPONENT, vec![]).await;
+    let d = w.deploy("web-v1.0.0", "rolling", json!({})).await;
+    assert_eq!(w.run_to_end(&d).await.status, DeploymentStatus::Completed);
+    // Same world: the gate passes.
+    let d = w.deploy("web-v2.0.0", "canary", json!({"stages": [100]})).await;
+    let d = w.run_to_end(&d).await;
+    assert_eq!(d.status, DeploymentStatus::Completed);
+    let g = d.state.gates.iter().find(|g| g.gate == "wit").unwrap();
+    assert_eq!(g.outcome, "pass", "{g:?}");
+    // The HTTP handler export goes away: callers break, nothing moves.
+    let d = w.deploy("web-v3.0.0", "canary", json!({})).await;
+    let d = w.run_to_end(&d).await;
+    assert_eq!(d.status, DeploymentStatus::Failed);
+    let g = d.state.gates.iter().find(|g| g.gate == "wit").unwrap();
+    assert_eq!(g.outcome, "fail");
+    assert!(g.reason.contains("breaking"), "{}", g.reason);
+    assert!(!g.numbers["breaking"].as_array().unwrap().is_empty());
+    assert!(REGIONS.iter().all(|(n, _)| w.fleet.route_of(n, "web").unwrap().stable == "2.0.0"));
+    // An approved interface that the module names lets it through.
+    let wit = "package acme:web@2.0.0; interface api { f: func(); }";
+    w.store
+        .insert_interface(
+            &wasmswap_control::store::NewInterface {
+                namespace: "acme".into(),
+                name: "web".into(),
+                version: "2.0.0".into(),
+                interface: "api".into(),
+                wit: wit.into(),
+                compatibility: "callers".into(),
+                review: json!({ "needsApproval": true }),
+                needs_approval: true,
+            },
+            &actor(),
+        )
+        .await
+        .unwrap();
+    w.store.set_interface_status("acme/web@2.0.0", "approved", &actor()).await.unwrap();
+    register_component(&w.store, "4.0.0", test_programs::TYPES_COMPONENT, vec!["acme/web@2.0.0".into()]).await;
+    let d = w.deploy("web-v4.0.0", "canary", json!({"stages": [100]})).await;
+    let d = w.run_to_end(&d).await;
+    assert_eq!(d.status, DeploymentStatus::Completed, "{:?}", d.state.gates);
+    let g = d.state.gates.iter().find(|g| g.gate == "wit").unwrap();
+    assert!(g.reason.contains("approved"), "{}", g.reason);
 }
