@@ -160,6 +160,129 @@ impl Engine {
                 Err(e) => tracing::warn!(deployment = %id, error = %e, "rollout step failed"),
             }
         }
+        if let Err(e) = self.reconcile().await {
+            tracing::warn!(error = %e, "placement reconciliation failed");
+        }
+    }
+
+    /// Keeps finished deployments' placement whole: a node of a live
+    /// deployment that turned unhealthy is replaced by a healthy node of its
+    /// region (the live version loaded and routed there), and a node a
+    /// rollback could not reach is put back on the stable version once it
+    /// heartbeats again.
+    async fn reconcile(&self) -> Result<(), EngineError> {
+        let nodes = self.nodes().await?;
+        for status in [DeploymentStatus::Completed, DeploymentStatus::RolledBack] {
+            for d in self.store.list_deployments(None, Some(status), 100).await? {
+                let needs = d.state.nodes.iter().any(|n| {
+                    let health = nodes.get(&n.node_id).map(|x| x.status);
+                    (status == DeploymentStatus::Completed
+                        && health == Some(NodeHealth::Unhealthy)
+                        && n.state != "replaced")
+                        || (n.state == "unreachable" && health == Some(NodeHealth::Healthy))
+                });
+                if !needs {
+                    continue;
+                }
+                // Only the deployment whose version the service runs now.
+                let v = self.versions(&d).await?;
+                let serving = match (d.status, d.state.winner.as_deref()) {
+                    (DeploymentStatus::Completed, Some("A"))
+                    | (DeploymentStatus::RolledBack, _) => v.stable.clone(),
+                    _ => Some(v.candidate.clone()),
+                };
+                let Some(serving) = serving else { continue };
+                if self.store.live_module(&d.service).await?.as_deref()
+                    != Some(serving.module_id.as_str())
+                {
+                    continue;
+                }
+                let Some(_lock) = self
+                    .store
+                    .try_lock(&format!("deployment:{}", d.deployment_id))
+                    .await?
+                else {
+                    continue;
+                };
+                self.reconcile_one(d, &serving, &nodes).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn reconcile_one(
+        &self,
+        mut d: Deployment,
+        serving: &Module,
+        nodes: &HashMap<String, Node>,
+    ) -> Result<(), EngineError> {
+        let url = self.binary_url(serving);
+        let route = RouteSpec::only(&serving.version);
+        let mut events = Vec::new();
+        let in_use: Vec<String> = d.state.nodes.iter().map(|n| n.node_id.clone()).collect();
+        for i in 0..d.state.nodes.len() {
+            let ns = d.state.nodes[i].clone();
+            let Some(node) = nodes.get(&ns.node_id) else {
+                continue;
+            };
+            if ns.state == "unreachable" && node.status == NodeHealth::Healthy {
+                if self
+                    .driver
+                    .set_route(node, &d.service, &route)
+                    .await
+                    .is_ok()
+                {
+                    d.state.nodes[i].state = "rolled-back".into();
+                    d.state.nodes[i].error = None;
+                    events.push(format!("{} is back and on {}", ns.node_id, serving.version));
+                }
+                continue;
+            }
+            if d.status != DeploymentStatus::Completed
+                || node.status != NodeHealth::Unhealthy
+                || ns.state == "replaced"
+            {
+                continue;
+            }
+            let replacement = nodes.values().find(|n| {
+                n.status == NodeHealth::Healthy
+                    && n.region == ns.region
+                    && !in_use.contains(&n.node_id)
+                    && !d.state.nodes.iter().any(|x| x.node_id == n.node_id)
+                    && (n.modules.contains(&serving.module_id)
+                        || n.loaded_modules < n.capacity.max_modules)
+            });
+            let Some(r) = replacement else {
+                continue;
+            };
+            if self.driver.load(r, serving, &url).await.is_err()
+                || self.driver.set_route(r, &d.service, &route).await.is_err()
+            {
+                continue;
+            }
+            let _ = self.store.note_held(&r.node_id, &serving.module_id).await;
+            d.state.nodes[i].state = "replaced".into();
+            d.state.nodes[i].error = Some(format!("unhealthy; replaced by {}", r.node_id));
+            d.state.nodes.push(NodeState {
+                node_id: r.node_id.clone(),
+                region: r.region.clone(),
+                state: "routed".into(),
+                weight: 100.0,
+                error: None,
+            });
+            events.push(format!(
+                "{} unhealthy: {} placed on {}",
+                ns.node_id, serving.module_id, r.node_id
+            ));
+        }
+        if !events.is_empty() {
+            let msg = events.join("; ");
+            tracing::info!(deployment = %d.deployment_id, %msg, "placement reconciled");
+            self.store
+                .save_deployment(&d, Some(("placement", &msg, serde_json::json!({}))), None)
+                .await?;
+        }
+        Ok(())
     }
 
     fn binary_url(&self, m: &Module) -> String {
@@ -1126,13 +1249,16 @@ impl Engine {
     /// Puts every touched node back on the stable version.
     async fn finish_rollback(&self, mut d: Deployment, v: &Versions) -> Result<(), EngineError> {
         let nodes = self.nodes().await?;
-        let touched: Vec<Node> = d
+        // A node that stopped heartbeating cannot be reached now; it is
+        // marked and put back when it returns (see `reconcile`), rather than
+        // holding every other node's rollback hostage.
+        let (reachable, unreachable): (Vec<Node>, Vec<Node>) = d
             .state
             .nodes
             .iter()
             .filter_map(|n| nodes.get(&n.node_id).cloned())
-            .collect();
-        let failed = self.restore(&d, v, &touched).await;
+            .partition(|n| n.status == NodeHealth::Healthy);
+        let failed = self.restore(&d, v, &reachable).await;
         if !failed.is_empty() {
             // Stay in `rolling_back`: the next tick tries those nodes again.
             let list: Vec<String> = failed
@@ -1143,9 +1269,18 @@ impl Engine {
             self.store.save_deployment(&d, None, None).await?;
             return Ok(());
         }
+        let touched = reachable;
         for n in &mut d.state.nodes {
-            n.weight = 0.0;
-            n.state = "rolled-back".into();
+            if unreachable.iter().any(|u| u.node_id == n.node_id) {
+                n.state = "unreachable".into();
+                n.error = Some("rolled back when it answers again".into());
+            }
+        }
+        for n in &mut d.state.nodes {
+            if n.state != "unreachable" {
+                n.weight = 0.0;
+                n.state = "rolled-back".into();
+            }
         }
         d.state.rolling_back = false;
         d.status = DeploymentStatus::RolledBack;

@@ -59,7 +59,10 @@ impl Fleet {
     }
 
     fn route_of(&self, node: &str, service: &str) -> Option<RouteSpec> {
-        self.nodes.lock().get(&(node.to_string(), service.to_string())).and_then(|n| n.route.clone())
+        self.nodes
+            .lock()
+            .get(&(node.to_string(), service.to_string()))
+            .and_then(|n| n.route.clone())
     }
 
     /// 100 calls per node, split by the route; errors by behaviour.
@@ -128,7 +131,9 @@ impl Driver for Fleet {
         route: &RouteSpec,
     ) -> Result<(), AgentError> {
         let mut nodes = self.nodes.lock();
-        let sim = nodes.entry((node.node_id.clone(), service.to_string())).or_default();
+        let sim = nodes
+            .entry((node.node_id.clone(), service.to_string()))
+            .or_default();
         for v in std::iter::once(&route.stable).chain(route.candidate.iter()) {
             if !sim.loaded.contains_key(v) {
                 return Err(AgentError::Refused {
@@ -213,6 +218,12 @@ const REGIONS: [(&str, &str); 6] = [
 ];
 
 async fn world() -> World {
+    world_with(Duration::from_secs(365 * 86_400)).await
+}
+
+/// A world whose nodes count as unhealthy after `heartbeat_timeout`
+/// without a heartbeat (`heartbeats` sends them).
+async fn world_with(heartbeat_timeout: Duration) -> World {
     tokio::time::pause();
     // Paused time jumps to the next timer whenever every task waits; a
     // task waiting on SQLite's worker thread is not waiting on a timer, so
@@ -273,7 +284,7 @@ async fn world() -> World {
             .unwrap();
     }
     let fleet = Arc::new(Fleet::default());
-    let engine = start_engine(&store, &fleet);
+    let engine = start_engine_with(&store, &fleet, heartbeat_timeout);
     let (stop, stopped) = tokio::sync::oneshot::channel();
     tokio::spawn(engine.clone().run(async {
         let _ = stopped.await;
@@ -300,12 +311,20 @@ async fn world() -> World {
 }
 
 fn start_engine(store: &Store, fleet: &Arc<Fleet>) -> Arc<Engine> {
+    // The simulated nodes send no heartbeats.
+    start_engine_with(store, fleet, Duration::from_secs(365 * 86_400))
+}
+
+fn start_engine_with(
+    store: &Store,
+    fleet: &Arc<Fleet>,
+    heartbeat_timeout: Duration,
+) -> Arc<Engine> {
     Engine::new(
         store.clone(),
         fleet.clone(),
         EngineSettings {
-            // The simulated nodes send no heartbeats.
-            heartbeat_timeout: Duration::from_secs(365 * 86_400),
+            heartbeat_timeout,
             ..Default::default()
         },
     )
@@ -977,13 +996,27 @@ async fn register_component(store: &Store, version: &str, path: &str, required: 
 #[tokio::test]
 async fn wit_gate_blocks_breaking_exports_unless_an_approved_interface_allows_them() {
     let w = world().await;
-    register_component(&w.store, "1.0.0", test_programs::HTTP_HELLO_V1_COMPONENT, vec![]).await;
-    register_component(&w.store, "2.0.0", test_programs::HTTP_HELLO_V2_COMPONENT, vec![]).await;
+    register_component(
+        &w.store,
+        "1.0.0",
+        test_programs::HTTP_HELLO_V1_COMPONENT,
+        vec![],
+    )
+    .await;
+    register_component(
+        &w.store,
+        "2.0.0",
+        test_programs::HTTP_HELLO_V2_COMPONENT,
+        vec![],
+    )
+    .await;
     register_component(&w.store, "3.0.0", test_programs::TYPES_COMPONENT, vec![]).await;
     let d = w.deploy("web-v1.0.0", "rolling", json!({})).await;
     assert_eq!(w.run_to_end(&d).await.status, DeploymentStatus::Completed);
     // Same world: the gate passes.
-    let d = w.deploy("web-v2.0.0", "canary", json!({"stages": [100]})).await;
+    let d = w
+        .deploy("web-v2.0.0", "canary", json!({"stages": [100]}))
+        .await;
     let d = w.run_to_end(&d).await;
     assert_eq!(d.status, DeploymentStatus::Completed);
     let g = d.state.gates.iter().find(|g| g.gate == "wit").unwrap();
@@ -996,7 +1029,11 @@ async fn wit_gate_blocks_breaking_exports_unless_an_approved_interface_allows_th
     assert_eq!(g.outcome, "fail");
     assert!(g.reason.contains("breaking"), "{}", g.reason);
     assert!(!g.numbers["breaking"].as_array().unwrap().is_empty());
-    assert!(REGIONS.iter().all(|(n, _)| w.fleet.route_of(n, "web").unwrap().stable == "2.0.0"));
+    assert!(
+        REGIONS
+            .iter()
+            .all(|(n, _)| w.fleet.route_of(n, "web").unwrap().stable == "2.0.0")
+    );
     // An approved interface that the module names lets it through.
     let wit = "package acme:web@2.0.0; interface api { f: func(); }";
     w.store
@@ -1015,11 +1052,78 @@ async fn wit_gate_blocks_breaking_exports_unless_an_approved_interface_allows_th
         )
         .await
         .unwrap();
-    w.store.set_interface_status("acme/web@2.0.0", "approved", &actor()).await.unwrap();
-    register_component(&w.store, "4.0.0", test_programs::TYPES_COMPONENT, vec!["acme/web@2.0.0".into()]).await;
-    let d = w.deploy("web-v4.0.0", "canary", json!({"stages": [100]})).await;
+    w.store
+        .set_interface_status("acme/web@2.0.0", "approved", &actor())
+        .await
+        .unwrap();
+    register_component(
+        &w.store,
+        "4.0.0",
+        test_programs::TYPES_COMPONENT,
+        vec!["acme/web@2.0.0".into()],
+    )
+    .await;
+    let d = w
+        .deploy("web-v4.0.0", "canary", json!({"stages": [100]}))
+        .await;
     let d = w.run_to_end(&d).await;
     assert_eq!(d.status, DeploymentStatus::Completed, "{:?}", d.state.gates);
     let g = d.state.gates.iter().find(|g| g.gate == "wit").unwrap();
     assert!(g.reason.contains("approved"), "{}", g.reason);
+}
+
+#[tokio::test]
+async fn an_unhealthy_node_is_replaced_in_its_region() {
+    let w = world_with(Duration::from_secs(30)).await;
+    let dead: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (store, dead2) = (w.store.clone(), dead.clone());
+    let beats = tokio::spawn(async move {
+        loop {
+            for (id, _) in REGIONS {
+                if !dead2.lock().iter().any(|d| d == id) {
+                    let report = wasmswap_control::store::NodeReport {
+                        node_id: id.into(),
+                        loaded_modules: 1,
+                        services: vec![],
+                    };
+                    store.heartbeat(&report).await.unwrap();
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    });
+    // One replica per region: eu-2, us-2, ap-2 are spare.
+    let d = w
+        .deploy_spec(json!({"moduleId": "svc-v2.0.0", "strategy": "canary", "replicas": 1, "environment": "staging",
+            "strategyConfig": {"stages": [100]}}))
+        .await;
+    let d = w.run_to_end(&d).await;
+    assert_eq!(d.status, DeploymentStatus::Completed);
+    let targets: Vec<String> = d.state.nodes.iter().map(|n| n.node_id.clone()).collect();
+    assert_eq!(targets.len(), 3, "{targets:?}");
+    let victim = targets
+        .iter()
+        .find(|t| t.starts_with("eu"))
+        .unwrap()
+        .clone();
+    let spare = if victim == "eu-1" { "eu-2" } else { "eu-1" };
+    dead.lock().push(victim.clone());
+    let d = w
+        .run_until(&d, |d| d.state.nodes.iter().any(|n| n.node_id == spare))
+        .await;
+    let replaced = d.state.nodes.iter().find(|n| n.node_id == victim).unwrap();
+    assert_eq!(replaced.state, "replaced");
+    assert_eq!(
+        w.fleet.route(spare).unwrap().stable,
+        "2.0.0",
+        "the spare serves the live version"
+    );
+    let events = w.store.deployment_events(&d.deployment_id).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == "placement" && e.message.contains(spare)),
+        "{events:?}"
+    );
+    beats.abort();
 }
