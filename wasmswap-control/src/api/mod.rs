@@ -22,6 +22,8 @@ mod modules;
 #[allow(unused_qualifications)]
 mod nodes;
 mod openapi;
+#[allow(unused_qualifications)]
+mod pins;
 mod system;
 
 use std::sync::Arc;
@@ -248,6 +250,11 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/wasm/deployments/{id}/rollback",
             post(deployments::rollback),
+        )
+        .route("/wasm/services/{service}/pins", get(pins::list))
+        .route(
+            "/wasm/services/{service}/pins/{scope}/{target}",
+            axum::routing::put(pins::set).delete(pins::delete),
         )
         .route("/audit", get(audit::list))
         .route("/metrics", get(system::metrics))

@@ -22,6 +22,7 @@ use utoipa::{Modify, OpenApi};
         super::deployments::events, super::deployments::execute, super::deployments::approve,
         super::deployments::pause, super::deployments::resume, super::deployments::promote,
         super::deployments::abort, super::deployments::rollback,
+        super::pins::set, super::pins::delete, super::pins::list,
         super::audit::list,
         super::system::health, super::system::metrics,
     ),

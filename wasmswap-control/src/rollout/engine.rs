@@ -172,6 +172,7 @@ impl Engine {
     /// heartbeats again.
     async fn reconcile(&self) -> Result<(), EngineError> {
         let nodes = self.nodes().await?;
+        self.apply_pins(&nodes).await?;
         for status in [DeploymentStatus::Completed, DeploymentStatus::RolledBack] {
             for d in self.store.list_deployments(None, Some(status), 100).await? {
                 let needs = d.state.nodes.iter().any(|n| {
@@ -205,6 +206,47 @@ impl Engine {
                     continue;
                 };
                 self.reconcile_one(d, &serving, &nodes).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Routes pinned nodes and regions to their pinned version (once per
+    /// pin change; a region's nodes that join later are not pinned).
+    async fn apply_pins(&self, nodes: &HashMap<String, Node>) -> Result<(), EngineError> {
+        for pin in self.store.pins(None).await? {
+            if pin.applied {
+                continue;
+            }
+            let module = self.store.get_module(&pin.module_id).await?;
+            let url = self.binary_url(&module);
+            let targets: Vec<Node> = nodes
+                .values()
+                .filter(|n| n.status == NodeHealth::Healthy)
+                .filter(|n| match pin.scope.as_str() {
+                    "node" => n.node_id == pin.target,
+                    _ => n.region == pin.target,
+                })
+                .cloned()
+                .collect();
+            if targets.is_empty() {
+                continue;
+            }
+            let route = RouteSpec::only(&module.version);
+            let service = pin.service.clone();
+            let (_, failed) = self
+                .on_nodes(&targets, |n| {
+                    let (route, service, module, url) =
+                        (route.clone(), service.clone(), &module, url.clone());
+                    async move {
+                        self.driver.load(&n, module, &url).await?;
+                        self.driver.set_route(&n, &service, &route).await
+                    }
+                })
+                .await;
+            if failed.is_empty() {
+                self.store.pin_applied(&pin).await?;
+                tracing::info!(service = %pin.service, scope = %pin.scope, target = %pin.target, module = %pin.module_id, "pin applied");
             }
         }
         Ok(())
@@ -692,6 +734,18 @@ impl Engine {
         self.capability_gate(&mut d, v);
 
         let nodes = self.nodes().await?;
+        let pins = self.store.pins(Some(&d.service)).await?;
+        let nodes: HashMap<String, Node> = nodes
+            .into_iter()
+            .filter(|(id, n)| {
+                // Pinned nodes and regions with their own default keep
+                // their version: rollouts pass them by.
+                !pins.iter().any(|p| {
+                    (p.scope == "node" && &p.target == id)
+                        || (p.scope == "region" && p.target == n.region)
+                })
+            })
+            .collect();
         let targets = match self.place(&d, v, &nodes) {
             Ok(t) => t,
             Err(reason) => {

@@ -25,6 +25,7 @@ mod deployments;
 mod interfaces;
 mod modules;
 mod nodes;
+mod pins;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -39,6 +40,7 @@ pub use blobs::{Blobs, ENCODING, checksum};
 pub use interfaces::{NewInterface, interface_id};
 pub use modules::{BLOB_GRACE_MS, ModuleFilter, module_id};
 pub use nodes::{NodeReport, NodeUpdate};
+pub use pins::Pin;
 
 use crate::clock::Clock;
 

@@ -228,6 +228,24 @@ fn table(checksum: &str) -> Vec<(Method, String, Value, Who)> {
             Who::AdminOps,
         ),
         (
+            Method::PUT,
+            "/api/v1/wasm/services/calc/pins/node/edge-1".into(),
+            json!({"moduleId": "calc-v1.0.0"}),
+            Who::Admin,
+        ),
+        (
+            Method::GET,
+            "/api/v1/wasm/services/calc/pins".into(),
+            Value::Null,
+            Who::All,
+        ),
+        (
+            Method::DELETE,
+            "/api/v1/wasm/services/calc/pins/node/edge-1".into(),
+            Value::Null,
+            Who::Admin,
+        ),
+        (
             Method::GET,
             "/api/v1/audit".into(),
             Value::Null,
@@ -343,7 +361,7 @@ async fn every_endpoint_every_role_and_bad_tokens() {
         }
         checked += 1;
     }
-    assert_eq!(checked, 33 * 9);
+    assert_eq!(checked, 36 * 9);
 
     // Public endpoints need nothing.
     app.call(Method::GET, "/api/v1/health", None, None, vec![])

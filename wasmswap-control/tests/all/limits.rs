@@ -195,6 +195,11 @@ async fn openapi_documents_every_route() {
         ("/api/v1/wasm/deployments/{id}/promote", &["post"]),
         ("/api/v1/wasm/deployments/{id}/abort", &["post"]),
         ("/api/v1/wasm/deployments/{id}/rollback", &["post"]),
+        ("/api/v1/wasm/services/{service}/pins", &["get"]),
+        (
+            "/api/v1/wasm/services/{service}/pins/{scope}/{target}",
+            &["put", "delete"],
+        ),
         ("/api/v1/audit", &["get"]),
         ("/api/v1/health", &["get"]),
         ("/api/v1/metrics", &["get"]),
@@ -206,6 +211,6 @@ async fn openapi_documents_every_route() {
             );
         }
     }
-    assert_eq!(paths.len(), 29, "{:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(paths.len(), 31, "{:?}", paths.keys().collect::<Vec<_>>());
     assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
 }

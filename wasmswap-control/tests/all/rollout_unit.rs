@@ -1127,3 +1127,59 @@ async fn an_unhealthy_node_is_replaced_in_its_region() {
     );
     beats.abort();
 }
+
+#[tokio::test]
+async fn pinned_nodes_and_regions_keep_their_version() {
+    let w = world().await;
+    w.store
+        .set_pin("svc", "node", "eu-1", "svc-v1.0.0", &actor())
+        .await
+        .unwrap();
+    w.store
+        .set_pin("svc", "region", "ap", "svc-v1.0.0", &actor())
+        .await
+        .unwrap();
+    let d = w
+        .deploy("svc-v2.0.0", "canary", json!({"stages": [100]}))
+        .await;
+    let d = w.run_to_end(&d).await;
+    assert_eq!(d.status, DeploymentStatus::Completed);
+    let mut targets: Vec<&str> = d.state.nodes.iter().map(|n| n.node_id.as_str()).collect();
+    targets.sort();
+    assert_eq!(targets, ["eu-2", "us-1", "us-2"]);
+    for (node, version) in [
+        ("eu-1", "1.0.0"),
+        ("ap-1", "1.0.0"),
+        ("ap-2", "1.0.0"),
+        ("eu-2", "2.0.0"),
+        ("us-1", "2.0.0"),
+    ] {
+        assert_eq!(w.fleet.route(node).unwrap().stable, version, "{node}");
+    }
+    // Moving a pin routes the node at once.
+    w.store
+        .set_pin("svc", "node", "eu-1", "svc-v2.0.0", &actor())
+        .await
+        .unwrap();
+    w.engine.wake();
+    for _ in 0..100 {
+        if w.fleet.route("eu-1").unwrap().stable == "2.0.0" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(w.fleet.route("eu-1").unwrap().stable, "2.0.0");
+    for _ in 0..100 {
+        if w.store
+            .pins(Some("svc"))
+            .await
+            .unwrap()
+            .iter()
+            .all(|p| p.applied)
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("pins not marked applied");
+}
