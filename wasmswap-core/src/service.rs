@@ -334,7 +334,25 @@ impl Service {
         function: &str,
         args: &Json,
     ) -> Result<Served<Json>> {
+        self.invoke_json_labelled(key, function, args).await.1
+    }
+
+    /// Like [`invoke_json`](Self::invoke_json), also naming the version
+    /// that took the call when it fails (a server marks every answer with
+    /// the version that produced it, errors included).
+    pub async fn invoke_json_labelled(
+        &self,
+        key: Option<&str>,
+        function: &str,
+        args: &Json,
+    ) -> (String, Result<Served<Json>>) {
         let pick = self.pick(key);
+        let label = pick.lease.version().label().to_string();
+        let result = self.invoke_picked(pick, function, args).await;
+        (label, result)
+    }
+
+    async fn invoke_picked(&self, pick: Pick, function: &str, args: &Json) -> Result<Served<Json>> {
         let version = pick.lease.version().clone();
         let result = version.invoke_json(function, args).await;
         if let Some((mirror, side_effects)) = pick.mirror {

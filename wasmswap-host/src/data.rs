@@ -118,12 +118,15 @@ impl DataPlane {
             serde_json::from_slice(&body)
                 .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?
         };
-        let served = svc
-            .invoke_json(key.as_deref(), &function, &args)
-            .await
-            .map_err(|e| ApiError::public(service, e))?;
-        let mut resp = json(StatusCode::OK, &served.value);
-        set_version(&mut resp, &served.version);
+        let (label, served) = svc
+            .invoke_json_labelled(key.as_deref(), &function, &args)
+            .await;
+        // Errors carry the version that produced them, like answers do.
+        let mut resp = match served {
+            Ok(served) => json(StatusCode::OK, &served.value),
+            Err(e) => ApiError::public(service, e).response(),
+        };
+        set_version(&mut resp, &label);
         Ok(resp)
     }
 

@@ -17,6 +17,9 @@ CREATE TABLE deployments (
     revision      INTEGER NOT NULL,
     -- Blue-Green: when the old version is to be unloaded (engine work).
     retire_at     INTEGER,
+    -- When it reached completed / rolled back / failed: the live version
+    -- of a service is that of its most recently finished deployment.
+    finished_at   INTEGER,
     created_by    TEXT NOT NULL,
     approved_by   TEXT,
     created_at    INTEGER NOT NULL,
@@ -24,6 +27,9 @@ CREATE TABLE deployments (
 );
 CREATE INDEX deployments_status ON deployments (status);
 CREATE INDEX deployments_service ON deployments (service);
+-- At most one deployment per service underway at a time.
+CREATE UNIQUE INDEX deployments_one_active ON deployments (service)
+    WHERE status IN ('pending', 'awaiting_approval', 'in_progress', 'paused');
 
 CREATE TABLE deployment_events (
     seq            INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -231,6 +231,7 @@ pub async fn promote(
     body: axum::body::Bytes,
 ) -> Result<Json<Deployment>, ApiError> {
     caller.require(Permission::ControlRollout)?;
+    let production = state.store.get_deployment(&id).await?.environment == "production";
     // The body is optional: no body means the next phase.
     let full = if body.iter().all(u8::is_ascii_whitespace) {
         false
@@ -245,6 +246,10 @@ pub async fn promote(
             })?
             .full
     };
+    if full && production {
+        // Skipping every remaining gate in production is an admin's call.
+        caller.require(Permission::DeployProduction)?;
+    }
     let d = ops::promote(&state.store, &id, &actor(&caller, &client), full).await?;
     state.engine.wake();
     Ok(Json(d))

@@ -7,10 +7,12 @@
 //! level, the variant with the lower error rate wins. Otherwise a
 //! Mann–Whitney U test on latency, computed from the nodes' latency
 //! histograms (calls in the same bucket count as ties; normal
-//! approximation, two-sided): if significant, the variant whose latencies
+//! approximation with the tie correction, two-sided): if significant, the
+//! variant whose latencies
 //! are stochastically smaller wins. Otherwise there is no winner and the
-//! stable version (A) stays. Neither test runs before each variant has
-//! served `minSampleSize` calls.
+//! stable version (A) stays. Each test runs at half the significance level
+//! (Bonferroni), and neither runs before each variant has served
+//! `minSampleSize` calls.
 
 use serde::Serialize;
 use wasmswap_core::{CounterSnapshot, ErrorKind};
@@ -31,13 +33,17 @@ pub struct Window {
     pub latency_buckets: Vec<u64>,
     /// Largest memory any call reached (over the whole life, not the window).
     pub memory_high_water_bytes: u64,
+    /// Calls refused memory beyond the version's limit.
+    pub memory_limit_errors: u64,
 }
 
 impl Window {
     /// `now - base` (a node's counters since the phase started).
     pub fn between(now: &CounterSnapshot, base: Option<&CounterSnapshot>) -> Self {
         let zero = CounterSnapshot::default();
-        let base = base.unwrap_or(&zero);
+        // Counters that went backwards were reset (the node restarted):
+        // everything since counts.
+        let base = base.filter(|b| b.calls <= now.calls).unwrap_or(&zero);
         let crashes = |s: &CounterSnapshot| {
             s.errors_of(ErrorKind::Trap) + s.errors_of(ErrorKind::StackOverflow)
         };
@@ -47,7 +53,9 @@ impl Window {
             .enumerate()
             .map(|(i, n)| n.saturating_sub(base.latency_buckets.get(i).copied().unwrap_or(0)))
             .collect();
+        let over = |s: &CounterSnapshot| s.errors_of(ErrorKind::MemoryLimit);
         Window {
+            memory_limit_errors: over(now).saturating_sub(over(base)),
             calls: now.calls.saturating_sub(base.calls),
             errors: now.errors.saturating_sub(base.errors),
             crashes: crashes(now).saturating_sub(crashes(base)),
@@ -61,6 +69,7 @@ impl Window {
         self.calls += other.calls;
         self.errors += other.errors;
         self.crashes += other.crashes;
+        self.memory_limit_errors += other.memory_limit_errors;
         if self.latency_buckets.len() < other.latency_buckets.len() {
             self.latency_buckets.resize(other.latency_buckets.len(), 0);
         }
@@ -126,10 +135,12 @@ pub fn numbers(candidate: &Window, stable: &Window) -> serde_json::Value {
 /// The automatic-rollback triggers: crash rate, error rate, memory over
 /// its limit. `None` while within them (or before enough calls).
 pub fn trigger(candidate: &Window, a: &Analysis, memory_limit_bytes: u64) -> Option<String> {
-    if candidate.memory_high_water_bytes > memory_limit_bytes {
+    // The host refuses growth past the limit (so the high-water mark stays
+    // at or under it): a refusal is what "over the limit" looks like.
+    if candidate.memory_limit_errors > 0 {
         return Some(format!(
-            "memory high-water {} bytes is over the limit of {memory_limit_bytes}",
-            candidate.memory_high_water_bytes
+            "{} call(s) hit the memory limit of {memory_limit_bytes} bytes",
+            candidate.memory_limit_errors
         ));
     }
     if candidate.calls < a.min_sample_size {
@@ -234,7 +245,19 @@ pub fn latency_test(a: &Window, b: &Window) -> (f64, f64, f64) {
         b_below += get(b, i);
     }
     let mean = n1 * n2 / 2.0;
-    let sd = (n1 * n2 * (n1 + n2 + 1.0) / 12.0).sqrt();
+    // Tie-corrected variance: with latencies in buckets, most calls tie.
+    let n = n1 + n2;
+    let ties: f64 = (0..len)
+        .map(|i| {
+            let t = get(a, i) + get(b, i);
+            t * t * t - t
+        })
+        .sum();
+    let var = n1 * n2 / 12.0 * ((n + 1.0) - ties / (n * (n - 1.0)));
+    if var <= 0.0 {
+        return (u, 0.0, 1.0);
+    }
+    let sd = var.sqrt();
     let z = (u - mean) / sd;
     (u, z, p_two_sided(z))
 }
@@ -260,8 +283,12 @@ pub fn ab_decide(
     let (z, p) = error_rate_test(a, b);
     let (u, lz, lp) = latency_test(a, b);
     nums["errorRateTest"] = serde_json::json!({ "test": "two-proportion z", "z": z, "p": p });
-    nums["latencyTest"] = serde_json::json!({ "test": "Mann-Whitney U", "u": u, "z": lz, "p": lp });
-    if p < cfg.significance {
+    nums["latencyTest"] =
+        serde_json::json!({ "test": "Mann-Whitney U (tie-corrected)", "u": u, "z": lz, "p": lp });
+    // Two tests: each at half the level (Bonferroni).
+    let alpha = cfg.significance / 2.0;
+    nums["alphaPerTest"] = serde_json::json!(alpha);
+    if p < alpha {
         let winner = if b.error_rate() < a.error_rate() {
             "B"
         } else {
@@ -277,7 +304,7 @@ pub fn ab_decide(
             nums,
         );
     }
-    if lp < cfg.significance {
+    if lp < alpha {
         let winner = if lz > 0.0 { "B" } else { "A" };
         return (
             Some(winner),
@@ -305,6 +332,7 @@ mod tests {
             crashes: 0,
             latency_buckets,
             memory_high_water_bytes: 1 << 20,
+            memory_limit_errors: 0,
         }
     }
 
@@ -328,8 +356,8 @@ mod tests {
             "{v:?}"
         );
         let mut big = window(100, 0, 3);
-        big.memory_high_water_bytes = 2 << 30;
-        assert!(trigger(&big, &a, 1 << 30).unwrap().contains("memory"));
+        big.memory_limit_errors = 1;
+        assert!(trigger(&big, &a, 1 << 30).unwrap().contains("memory limit"));
     }
 
     #[test]

@@ -98,6 +98,13 @@ struct Versions {
 }
 
 impl Versions {
+    fn clone_versions(&self) -> Versions {
+        Versions {
+            candidate: self.candidate.clone(),
+            stable: self.stable.clone(),
+        }
+    }
+
     fn stable_label(&self) -> Option<&str> {
         self.stable.as_ref().map(|m| m.version.as_str())
     }
@@ -421,7 +428,14 @@ impl Engine {
             DeploymentStatus::InProgress => {}
             _ => return Ok(()),
         }
-        let v = self.versions(&d).await?;
+        let v = match self.versions(&d).await {
+            Ok(v) => v,
+            Err(StoreError::NotFound(what)) => {
+                let reason = format!("{what} is gone from the store");
+                return self.fail(d, &reason).await;
+            }
+            Err(e) => return Err(e.into()),
+        };
         if d.state.rolling_back {
             return self.finish_rollback(d, &v).await;
         }
@@ -455,6 +469,11 @@ impl Engine {
                 &reason,
                 analysis::numbers(&cand, &stable),
             );
+            // A trigger rolls back whatever the strategy's pause rule says:
+            // `pauseOnFailure` is about failed checks, not a crashing version.
+            if v.stable.is_some() {
+                return self.begin_rollback(d, v.clone_versions(), &reason).await;
+            }
             return self.on_failure(d, &v, &phase, &reason).await;
         }
         let now = self.store.clock().now_ms();
@@ -496,12 +515,18 @@ impl Engine {
                         .map(|(id, e)| format!("{id} ({})", e.reason_code())),
                 )
                 .collect();
+            let bad_ids: Vec<String> = ok
+                .iter()
+                .filter(|(_, healthy)| !healthy)
+                .map(|(id, _)| id.clone())
+                .chain(failed.iter().map(|(id, _)| id.clone()))
+                .collect();
             let numbers = serde_json::json!({ "checked": checked.len(), "unhealthy": unhealthy });
             if !unhealthy.is_empty() {
                 let reason = format!("health check failed on {}", unhealthy.join(", "));
                 self.gate(&mut d, "health", "fail", &reason, numbers);
                 for n in &mut d.state.nodes {
-                    if unhealthy.iter().any(|u| u.starts_with(&n.node_id)) {
+                    if bad_ids.contains(&n.node_id) {
                         n.state = "failed".into();
                         n.error = Some("health check failed".into());
                     }
@@ -542,6 +567,7 @@ impl Engine {
                     }
                     // Judge again after another period.
                     d.state.phase_started_at = Some(now);
+                    d.state.baseline = self.baseline(&d, &nodes).await;
                     self.store.save_deployment(&d, None, None).await?;
                     return Ok(());
                 }
@@ -550,6 +576,8 @@ impl Engine {
                     self.gate(&mut d, "metrics", "pass", "within every threshold", numbers);
                     if d.state.passes < self.success_threshold(&d) {
                         d.state.phase_started_at = Some(now);
+                        d.state.baseline = self.baseline(&d, &nodes).await;
+                        d.state.baseline = self.baseline(&d, &nodes).await;
                         self.store.save_deployment(&d, None, None).await?;
                         return Ok(());
                     }
@@ -690,10 +718,15 @@ impl Engine {
         _phase: &Phase,
         nodes: &HashMap<String, Node>,
     ) -> (Window, Window) {
+        // Only nodes measured since the phase began: a node without a
+        // baseline (a failed region, a failed fetch, a replacement) would
+        // count its whole life.
         let targets: Vec<Node> = d
             .state
             .nodes
             .iter()
+            .filter(|n| !d.state.failed_regions.contains(&n.region))
+            .filter(|n| d.state.baseline.get(&n.node_id).is_some())
             .filter_map(|n| nodes.get(&n.node_id).cloned())
             .collect();
         let service = d.service.clone();
@@ -935,14 +968,12 @@ impl Engine {
         .ok()
         .and_then(Result::ok);
         let Some(diff) = diff else {
-            self.gate(
-                d,
-                "wit",
-                "pass",
-                "worlds could not be decoded; nothing to compare",
-                serde_json::json!({}),
-            );
-            return Ok(None);
+            // Fail closed: a world that cannot be read cannot be cleared.
+            let reason =
+                "a component's WIT world could not be decoded, so its changes cannot be checked"
+                    .to_string();
+            self.gate(d, "wit", "fail", &reason, serde_json::json!({}));
+            return Ok(Some(reason));
         };
         let breaking: Vec<String> = diff
             .changes
@@ -961,14 +992,24 @@ impl Engine {
             );
             return Ok(None);
         }
-        let mut approved = !v.candidate.required_interfaces.is_empty();
+        // Allowed only by approved interfaces the module names that cover
+        // every breaking change: the change's path names the interface's
+        // WIT package (`ns:name/…`, or `…#ns:name/…` inside a world).
+        let mut covering = Vec::new();
         for id in &v.candidate.required_interfaces {
-            approved &= self
-                .store
-                .get_interface(id)
-                .await
-                .is_ok_and(|i| i.approved_by.is_some());
+            if let Ok(i) = self.store.get_interface(id).await
+                && i.approved_by.is_some()
+            {
+                covering.push(format!("{}:{}/", i.namespace, i.name));
+            }
         }
+        let approved = !breaking.is_empty()
+            && breaking.iter().all(|b| {
+                let path = b.split(": ").next().unwrap_or(b);
+                covering
+                    .iter()
+                    .any(|c| path.starts_with(c.as_str()) || path.contains(&format!("#{c}")))
+            });
         if approved {
             self.gate(
                 d,
@@ -1291,13 +1332,69 @@ impl Engine {
         };
         let route = RouteSpec::only(stable);
         let service = d.service.clone();
+        // The stable version may have left a node (a replacement node, a
+        // retired blue): load it again first — loading is idempotent.
+        let stable_module = v.stable.clone();
+        let url = stable_module
+            .as_ref()
+            .map(|m| self.binary_url(m))
+            .unwrap_or_default();
         let (_, failed) = self
             .on_nodes(nodes, |n| {
+                let (stable_module, url) = (stable_module.clone(), url.clone());
                 let (route, service) = (route.clone(), service.clone());
-                async move { self.driver.set_route(&n, &service, &route).await }
+                async move {
+                    if let Some(m) = &stable_module {
+                        self.driver.load(&n, m, &url).await?;
+                    }
+                    self.driver.set_route(&n, &service, &route).await
+                }
             })
             .await;
         failed
+    }
+
+    /// Every measured node's counters now (the start of a new window).
+    async fn baseline(&self, d: &Deployment, nodes: &HashMap<String, Node>) -> serde_json::Value {
+        let targets: Vec<Node> = d
+            .state
+            .nodes
+            .iter()
+            .filter(|n| !d.state.failed_regions.contains(&n.region))
+            .filter_map(|n| nodes.get(&n.node_id).cloned())
+            .collect();
+        let service = d.service.clone();
+        let (ok, _) = self
+            .on_nodes(&targets, |n| {
+                let service = service.clone();
+                async move { self.driver.counters(&n, &service).await }
+            })
+            .await;
+        serde_json::to_value(
+            ok.into_iter()
+                .collect::<BTreeMap<String, HashMap<String, wasmswap_core::CounterSnapshot>>>(),
+        )
+        .unwrap_or_default()
+    }
+
+    /// Starts rolling back (saved first, so a crash mid-way resumes it).
+    async fn begin_rollback(
+        &self,
+        mut d: Deployment,
+        v: Versions,
+        reason: &str,
+    ) -> Result<(), EngineError> {
+        d.state.rolling_back = true;
+        let msg = format!("rolling back: {reason}");
+        let d = self
+            .store
+            .save_deployment(
+                &d,
+                Some(("rolling-back", &msg, serde_json::json!({}))),
+                None,
+            )
+            .await?;
+        self.finish_rollback(d, &v).await
     }
 
     /// Puts every touched node back on the stable version.

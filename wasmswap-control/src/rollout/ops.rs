@@ -37,7 +37,7 @@ fn invalid(field: &'static str, message: impl Into<String>) -> OpError {
 /// Checks a request and stores it as a pending deployment.
 pub async fn create(
     store: &Store,
-    spec: DeploymentSpec,
+    mut spec: DeploymentSpec,
     actor: &Actor,
 ) -> Result<Deployment, OpError> {
     let strategy = spec.parse_strategy().map_err(|e| {
@@ -77,10 +77,22 @@ pub async fn create(
             "significance must be between 0 and 0.5",
         ));
     }
-    if spec.environment.is_empty() || spec.environment.len() > 32 {
+    // One spelling per environment, so "Production" or "prod " cannot
+    // side-step the production approval.
+    spec.environment = spec.environment.trim().to_ascii_lowercase();
+    if spec.environment == "prod" {
+        spec.environment = "production".into();
+    }
+    if spec.environment.is_empty()
+        || spec.environment.len() > 32
+        || !spec
+            .environment
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
         return Err(invalid(
             "environment",
-            "environment must be 1–32 characters",
+            "environment must be 1–32 characters of a-z, 0-9, '-'",
         ));
     }
     let module = store
@@ -132,6 +144,9 @@ async fn update<F>(
 where
     F: FnMut(&mut Deployment) -> Result<(&'static str, String), OpError>,
 {
+    // Wait for an engine step in progress: it may be changing node routes,
+    // and this change must come after it, not be lost under it.
+    let _lock = store.lock(&format!("deployment:{id}")).await?;
     for _ in 0..20 {
         let mut d = store.get_deployment(id).await?;
         let (kind, message) = change(&mut d)?;
@@ -261,12 +276,11 @@ pub async fn promote(
                 "deployment {id} has not started moving traffic yet"
             )));
         }
-        if d.state.awaiting_promotion && !full {
-            // The decision is made (A/B winner, a passed stage): carry it out.
-            d.state.phase += 1;
-        } else if full {
+        let undecided_ab = d.state.plan.get(d.state.phase).is_some_and(|p| p.ab_gate)
+            && d.state.winner.is_none();
+        if full {
             if let Some(last) = d.state.plan.last().cloned()
-                && last.weights.values().any(|w| *w < 100.0)
+                && (last.ab_gate || last.weights.values().any(|w| *w < 100.0))
             {
                 // A/B before a decision, or a plan not ending at 100 %.
                 let weights = last.weights.keys().map(|k| (k.clone(), 100.0)).collect();
@@ -280,10 +294,19 @@ pub async fn promote(
                     health_timeout_ms: last.health_timeout_ms,
                     region: None,
                 });
-                d.state.winner = None;
+                d.state.winner = Some("B".into());
             }
             d.state.phase = d.state.plan.len() - 1;
+        } else if undecided_ab {
+            return Err(OpError::State(format!(
+                "deployment {id}'s experiment is not decided yet; promote with {{\"full\": true}} to pick B now"
+            )));
+        } else if d.state.phase + 1 >= d.state.plan.len() {
+            return Err(OpError::State(format!(
+                "deployment {id} is at its last phase; it completes when that phase passes"
+            )));
         } else {
+            // A decided A/B, a stage that passed, or a skip: the next phase.
             d.state.phase += 1;
         }
         d.state.applied = false;
@@ -314,6 +337,18 @@ pub async fn rollback(
     } else {
         "deployment.rollback"
     };
+    // A completed deployment may be rolled back only while it is the
+    // service's latest and nothing else is underway.
+    let service = store.get_deployment(id).await?.service;
+    let mut live = Vec::new();
+    if store.active_deployment_of(&service).await?.is_none()
+        && let Some(latest) = store
+            .list_deployments(Some(&service), Some(DeploymentStatus::Completed), 1)
+            .await?
+            .first()
+    {
+        live.push(latest.deployment_id.clone());
+    }
     update(store, id, actor, action, |d| {
         match d.status {
             DeploymentStatus::Pending | DeploymentStatus::AwaitingApproval => {
@@ -321,12 +356,33 @@ pub async fn rollback(
                 d.status = DeploymentStatus::RolledBack;
                 return Ok(("aborted", format!("aborted by {} before it started", actor.name)));
             }
-            DeploymentStatus::InProgress | DeploymentStatus::Paused | DeploymentStatus::Completed => {}
+            DeploymentStatus::InProgress | DeploymentStatus::Paused => {}
+            DeploymentStatus::Completed if abort => {
+                return Err(OpError::State(format!(
+                    "deployment {id} is completed; roll it back instead (operators and admins)"
+                )));
+            }
+            DeploymentStatus::Completed => {
+                if !live.contains(&d.deployment_id) {
+                    return Err(OpError::State(format!(
+                        "deployment {id} is not the service's latest; roll back the latest one"
+                    )));
+                }
+            }
             other => {
                 return Err(OpError::State(format!("deployment {id} is {}; nothing to roll back", other.as_str())));
             }
         }
         if d.stable_module_id.is_none() {
+            if abort {
+                // Nothing to go back to: it stops here; the nodes keep
+                // what they serve.
+                d.status = DeploymentStatus::Failed;
+                return Ok((
+                    "aborted",
+                    format!("first deployment aborted by {}; routes left as they are", actor.name),
+                ));
+            }
             return Err(OpError::State(format!(
                 "deployment {id} was the service's first: there is no previous version to go back to"
             )));

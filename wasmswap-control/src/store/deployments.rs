@@ -65,7 +65,7 @@ impl Store {
     ) -> Result<Deployment, StoreError> {
         let now = self.clock.now_ms();
         let mut tx = self.db.begin().await?;
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO deployments (id, service, module_id, stable_id, environment, strategy, spec,
                 status, state, revision, created_by, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11, $11)",
@@ -82,7 +82,15 @@ impl Store {
         .bind(&actor.name)
         .bind(now)
         .execute(&mut *tx)
-        .await?;
+        .await;
+        match inserted {
+            Err(e) if super::is_unique_violation(&e) => {
+                return Err(StoreError::Conflict(format!(
+                    "another deployment of {service} is underway; finish, abort or roll it back first"
+                )));
+            }
+            other => other?,
+        };
         event_in(
             &mut tx,
             id,
@@ -167,7 +175,7 @@ impl Store {
     pub async fn live_module(&self, service: &str) -> Result<Option<String>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM deployments WHERE service = $1 AND status IN ('completed', 'rolled_back')
-             ORDER BY updated_at DESC, id DESC LIMIT 1"
+             ORDER BY finished_at DESC, id DESC LIMIT 1"
         ))
         .bind(service)
         .fetch_all(&self.db)
@@ -197,7 +205,9 @@ impl Store {
         let mut tx = self.db.begin().await?;
         let n = sqlx::query(
             "UPDATE deployments SET status = $2, state = $3, approved_by = $4, revision = revision + 1,
-                updated_at = $5, retire_at = $7
+                updated_at = $5, retire_at = $7,
+                finished_at = CASE WHEN $2 IN ('completed', 'rolled_back', 'failed')
+                                   THEN COALESCE(finished_at, $5) ELSE NULL END
              WHERE id = $1 AND revision = $6",
         )
         .bind(&d.deployment_id)

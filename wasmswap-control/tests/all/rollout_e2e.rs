@@ -255,6 +255,16 @@ async fn all_on(hosts: &[Host], version: &str) -> bool {
         .all(|(s, c, _)| s == version && c.is_none())
 }
 
+/// Non-2xx answers given by anything but `bad` (the deliberately broken
+/// candidate): a node without a route, or a version that is not loaded,
+/// would show here under `-` or its own label.
+fn unexpected_failures(seen: &HashMap<(String, u16), u64>, bad: Option<&str>) -> u64 {
+    seen.iter()
+        .filter(|((v, s), _)| !(200..300).contains(s) && Some(v.as_str()) != bad)
+        .map(|(_, n)| n)
+        .sum()
+}
+
 /// Non-2xx answers given by `version`.
 fn failures_of(seen: &HashMap<(String, u16), u64>, version: &str) -> u64 {
     seen.iter()
@@ -364,6 +374,7 @@ async fn every_strategy_under_load_with_failures_and_a_restart() {
             0,
             "{strategy}: the stable version failed calls: {seen:?}"
         );
+        assert_eq!(unexpected_failures(&seen, None), 0, "{strategy}: {seen:?}");
         assert!(
             seen.keys().any(|(v, _)| v == *version),
             "{strategy}: the new version served calls: {seen:?}"
@@ -431,6 +442,11 @@ async fn every_strategy_under_load_with_failures_and_a_restart() {
             failures_of(&seen, &stable),
             0,
             "{strategy}: the stable version failed calls: {seen:?}"
+        );
+        assert_eq!(
+            unexpected_failures(&seen, Some(version)),
+            0,
+            "{strategy}: {seen:?}"
         );
     }
     // A/B with a worse B: B errs on 1 call in 12 — under the rollback

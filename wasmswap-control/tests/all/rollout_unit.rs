@@ -1034,33 +1034,52 @@ async fn wit_gate_blocks_breaking_exports_unless_an_approved_interface_allows_th
             .iter()
             .all(|(n, _)| w.fleet.route_of(n, "web").unwrap().stable == "2.0.0")
     );
-    // An approved interface that the module names lets it through.
-    let wit = "package acme:web@2.0.0; interface api { f: func(); }";
-    w.store
-        .insert_interface(
-            &wasmswap_control::store::NewInterface {
-                namespace: "acme".into(),
-                name: "web".into(),
-                version: "2.0.0".into(),
-                interface: "api".into(),
-                wit: wit.into(),
-                compatibility: "callers".into(),
-                review: json!({ "needsApproval": true }),
-                needs_approval: true,
-            },
-            &actor(),
-        )
-        .await
-        .unwrap();
-    w.store
-        .set_interface_status("acme/web@2.0.0", "approved", &actor())
-        .await
-        .unwrap();
+    // An approved interface the module names lets it through only when it
+    // covers the changed exports (their package): an unrelated one does not.
+    for (ns, name, iface) in [("acme", "web", "api"), ("wasi", "http", "incoming-handler")] {
+        let id = format!("{ns}/{name}@9.0.0");
+        w.store
+            .insert_interface(
+                &wasmswap_control::store::NewInterface {
+                    namespace: ns.into(),
+                    name: name.into(),
+                    version: "9.0.0".into(),
+                    interface: iface.into(),
+                    wit: format!("package {ns}:{name}@9.0.0; interface {iface} {{ f: func(); }}"),
+                    compatibility: "callers".into(),
+                    review: json!({ "needsApproval": true }),
+                    needs_approval: true,
+                },
+                &actor(),
+            )
+            .await
+            .unwrap();
+        w.store
+            .set_interface_status(&id, "approved", &actor())
+            .await
+            .unwrap();
+    }
+    register_component(
+        &w.store,
+        "3.1.0",
+        test_programs::TYPES_COMPONENT,
+        vec!["acme/web@9.0.0".into()],
+    )
+    .await;
+    let d = w
+        .deploy("web-v3.1.0", "canary", json!({"stages": [100]}))
+        .await;
+    let d = w.run_to_end(&d).await;
+    assert_eq!(
+        d.status,
+        DeploymentStatus::Failed,
+        "an unrelated interface allows nothing"
+    );
     register_component(
         &w.store,
         "4.0.0",
         test_programs::TYPES_COMPONENT,
-        vec!["acme/web@2.0.0".into()],
+        vec!["wasi/http@9.0.0".into()],
     )
     .await;
     let d = w
