@@ -76,6 +76,11 @@ impl Fleet {
         let settings = ApiSettings {
             public_url: format!("http://{addr}"),
             engine_tick: Duration::from_millis(5),
+            // Hundreds of rollouts a minute: far past any default budget.
+            rate_limits: wasmswap_control::rate::RateLimits {
+                node: 1_000_000,
+                ..Default::default()
+            },
             ..Default::default()
         };
         let state = AppState::new(store.clone(), auth, TOKEN.into(), settings).unwrap();

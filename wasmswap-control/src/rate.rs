@@ -49,7 +49,9 @@ pub struct RateLimits {
     pub write: u32,
     /// Logins per client address. By default 20.
     pub login: u32,
-    /// Node calls per node. By default 600.
+    /// Node calls (heartbeats per node; registrations and binary
+    /// downloads per address, which nodes behind one address share). By
+    /// default 6000.
     pub node: u32,
 }
 
@@ -62,7 +64,7 @@ impl Default for RateLimits {
             read: 300,
             write: 60,
             login: 20,
-            node: 600,
+            node: 6000,
         }
     }
 }

@@ -64,6 +64,7 @@ pub struct Engine {
     driver: Arc<dyn Driver>,
     settings: EngineSettings,
     wake: Notify,
+    last_reconcile: parking_lot::Mutex<Option<tokio::time::Instant>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -118,6 +119,7 @@ impl Engine {
             driver,
             settings,
             wake: Notify::new(),
+            last_reconcile: parking_lot::Mutex::new(None),
         })
     }
 
@@ -167,7 +169,18 @@ impl Engine {
                 Err(e) => tracing::warn!(deployment = %id, error = %e, "rollout step failed"),
             }
         }
-        if let Err(e) = self.reconcile().await {
+        // Placement changes with heartbeats (seconds), not with every tick:
+        // reconciling reads every finished deployment, so it runs at most
+        // once a second.
+        let due = {
+            let mut last = self.last_reconcile.lock();
+            let due = last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+            if due {
+                *last = Some(tokio::time::Instant::now());
+            }
+            due
+        };
+        if due && let Err(e) = self.reconcile().await {
             tracing::warn!(error = %e, "placement reconciliation failed");
         }
     }
@@ -1199,7 +1212,40 @@ impl Engine {
         Ok(())
     }
 
+    /// After a rollout, each target keeps the new version and the one
+    /// before it (so a rollback is one route change); older versions of the
+    /// service are unloaded once they drain. Best effort: a node that does
+    /// not answer keeps them until the next rollout.
+    async fn unload_older(&self, d: &Deployment, v: &Versions) {
+        let Ok(nodes) = self.nodes().await else {
+            return;
+        };
+        let targets: Vec<Node> = d
+            .state
+            .nodes
+            .iter()
+            .filter_map(|n| nodes.get(&n.node_id).cloned())
+            .collect();
+        let keep: Vec<String> = std::iter::once(v.candidate.version.clone())
+            .chain(v.stable.iter().map(|m| m.version.clone()))
+            .collect();
+        let service = d.service.clone();
+        let _ = self
+            .on_nodes(&targets, |n| {
+                let (service, keep) = (service.clone(), keep.clone());
+                async move {
+                    let loaded = self.driver.counters(&n, &service).await?;
+                    for version in loaded.keys().filter(|l| !keep.contains(l)) {
+                        self.driver.unload(&n, &service, version).await?;
+                    }
+                    Ok(())
+                }
+            })
+            .await;
+    }
+
     async fn complete(&self, mut d: Deployment, v: &Versions) -> Result<(), EngineError> {
+        self.unload_older(&d, v).await;
         let kept_a = d.state.winner.as_deref() == Some("A");
         d.status = DeploymentStatus::Completed;
         d.state.awaiting_promotion = false;

@@ -598,6 +598,15 @@ async fn insufficient_data_never_passes_a_stage() {
             json!({"stages": [10, 100], "evaluationPeriod": "PT10S"}),
         )
         .await;
+    // The stage is judged (and found short of calls)...
+    w.run_until(&d, |d| {
+        d.state
+            .gates
+            .iter()
+            .any(|g| g.outcome == "insufficient-data")
+    })
+    .await;
+    // ...and ten minutes later it is still waiting.
     w.pass(Duration::from_secs(600)).await;
     let d = w.get(&d).await;
     assert_eq!(d.status, DeploymentStatus::InProgress);
@@ -645,7 +654,7 @@ async fn blue_green_checks_green_warm_then_switches_at_once() {
     );
     // Blue retires after its retention period.
     assert!(d.state.retire_at.is_some());
-    w.pass(Duration::from_secs(11 * 60)).await;
+    w.run_until(&d, |d| d.state.retire_at.is_none()).await;
     let unloads = w
         .fleet
         .calls
@@ -654,7 +663,16 @@ async fn blue_green_checks_green_warm_then_switches_at_once() {
         .filter(|c| c.starts_with("unload") && c.ends_with("1.0.0"))
         .count();
     assert_eq!(unloads, 6);
-    assert!(w.get(&d).await.state.retire_at.is_none());
+    // Not before its retention period.
+    let events = w.store.deployment_events(&d.deployment_id).await.unwrap();
+    let done = events.iter().find(|e| e.kind == "completed").unwrap();
+    let retired = events.iter().find(|e| e.kind == "blue-retired").unwrap();
+    let gap =
+        time::OffsetDateTime::parse(&retired.at, &time::format_description::well_known::Rfc3339)
+            .unwrap()
+            - time::OffsetDateTime::parse(&done.at, &time::format_description::well_known::Rfc3339)
+                .unwrap();
+    assert!(gap >= time::Duration::minutes(10), "{gap}");
 }
 
 #[tokio::test]
@@ -1095,6 +1113,15 @@ async fn wit_gate_blocks_breaking_exports_unless_an_approved_interface_allows_th
 async fn an_unhealthy_node_is_replaced_in_its_region() {
     let w = world_with(Duration::from_secs(30)).await;
     let dead: Arc<Mutex<Vec<String>>> = Arc::default();
+    // Every node fresh before the rollout places anything.
+    for (id, _) in REGIONS {
+        let report = wasmswap_control::store::NodeReport {
+            node_id: id.into(),
+            loaded_modules: 1,
+            services: vec![],
+        };
+        w.store.heartbeat(&report).await.unwrap();
+    }
     let (store, dead2) = (w.store.clone(), dead.clone());
     let beats = tokio::spawn(async move {
         loop {
@@ -1181,7 +1208,9 @@ async fn pinned_nodes_and_regions_keep_their_version() {
         .await
         .unwrap();
     w.engine.wake();
-    for _ in 0..100 {
+    // Paused time races ahead of the engine's real work under a loaded
+    // machine: wait by iterations, not by (paused) seconds.
+    for _ in 0..20_000 {
         if w.fleet.route("eu-1").unwrap().stable == "2.0.0" {
             break;
         }

@@ -315,6 +315,80 @@ async fn suite(mut config: StoreConfig) {
         .await;
     assert!(matches!(back, Err(StoreError::Conflict(_))), "{back:?}");
 
+    // Deployments: one underway per service, revision-checked writes, the
+    // live version by finish order, events, locks.
+    {
+        use wasmswap_control::rollout::model::{DeploymentSpec, DeploymentStatus, EngineState};
+        let spec: DeploymentSpec =
+            serde_json::from_value(json!({"moduleId": "img-v2.0.0", "strategy": "canary"}))
+                .unwrap();
+        let create = |id: &'static str| {
+            let (store, spec, dev) = (store.clone(), spec.clone(), dev.clone());
+            async move {
+                store
+                    .create_deployment(
+                        id,
+                        "img",
+                        Some("img-v1.10.0"),
+                        &spec,
+                        DeploymentStatus::Pending,
+                        &EngineState::default(),
+                        &dev,
+                    )
+                    .await
+            }
+        };
+        let d = create("dep-1").await.unwrap();
+        assert!(
+            matches!(create("dep-2").await, Err(StoreError::Conflict(_))),
+            "one underway per service"
+        );
+        let mut running = d.clone();
+        running.status = DeploymentStatus::InProgress;
+        let running = store
+            .save_deployment(
+                &running,
+                Some(("executed", "go", json!({}))),
+                Some((&dev, "deployment.execute")),
+            )
+            .await
+            .unwrap();
+        let stale = store.save_deployment(&d, None, None).await;
+        assert!(
+            matches!(stale, Err(StoreError::Conflict(_))),
+            "a write from an old read loses"
+        );
+        assert_eq!(store.engine_work().await.unwrap(), ["dep-1"]);
+        let held = store.try_lock("deployment:dep-1").await.unwrap();
+        assert!(held.is_some());
+        assert!(
+            store.try_lock("deployment:dep-1").await.unwrap().is_none(),
+            "held once"
+        );
+        drop(held);
+        let mut done = running.clone();
+        done.status = DeploymentStatus::Completed;
+        store
+            .save_deployment(&done, Some(("completed", "done", json!({}))), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.live_module("img").await.unwrap().as_deref(),
+            Some("img-v2.0.0")
+        );
+        assert!(store.engine_work().await.unwrap().is_empty());
+        let kinds: Vec<String> = store
+            .deployment_events("dep-1")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(kinds, ["created", "executed", "completed"]);
+        // Finished: a new one may start.
+        create("dep-2").await.unwrap();
+    }
+
     // Audit: every change above, with who and which request.
     let (all, total) = store
         .list_audit(&AuditFilter {
@@ -336,6 +410,8 @@ async fn suite(mut config: StoreConfig) {
         "interface.register",
         "interface.approve",
         "interface.deprecate",
+        "deployment.create",
+        "deployment.execute",
     ] {
         assert!(actions.contains(&want), "{want} missing from {actions:?}");
     }
