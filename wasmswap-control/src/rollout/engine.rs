@@ -111,6 +111,20 @@ impl Versions {
     }
 }
 
+/// The live node records of a deployment's nodes that pass `keep`.
+fn deployed_nodes(
+    d: &Deployment,
+    nodes: &HashMap<String, Node>,
+    keep: impl Fn(&NodeState) -> bool,
+) -> Vec<Node> {
+    d.state
+        .nodes
+        .iter()
+        .filter(|n| keep(n))
+        .filter_map(|n| nodes.get(&n.node_id).cloned())
+        .collect()
+}
+
 impl Engine {
     /// An engine over `store`, driving nodes through `driver`.
     pub fn new(store: Store, driver: Arc<dyn Driver>, settings: EngineSettings) -> Arc<Self> {
@@ -694,13 +708,10 @@ impl Engine {
         nodes: &HashMap<String, Node>,
     ) -> Vec<Node> {
         let any = phase.weights.values().any(|w| *w > 0.0);
-        d.state
-            .nodes
-            .iter()
-            .filter(|n| !d.state.failed_regions.contains(&n.region))
-            .filter(|n| !any || phase.weights.get(&n.node_id).copied().unwrap_or(0.0) > 0.0)
-            .filter_map(|n| nodes.get(&n.node_id).cloned())
-            .collect()
+        deployed_nodes(d, nodes, |n| {
+            !d.state.failed_regions.contains(&n.region)
+                && (!any || phase.weights.get(&n.node_id).copied().unwrap_or(0.0) > 0.0)
+        })
     }
 
     fn gate(
@@ -734,14 +745,10 @@ impl Engine {
         // Only nodes measured since the phase began: a node without a
         // baseline (a failed region, a failed fetch, a replacement) would
         // count its whole life.
-        let targets: Vec<Node> = d
-            .state
-            .nodes
-            .iter()
-            .filter(|n| !d.state.failed_regions.contains(&n.region))
-            .filter(|n| d.state.baseline.get(&n.node_id).is_some())
-            .filter_map(|n| nodes.get(&n.node_id).cloned())
-            .collect();
+        let targets: Vec<Node> = deployed_nodes(d, nodes, |n| {
+            !d.state.failed_regions.contains(&n.region)
+                && d.state.baseline.get(&n.node_id).is_some()
+        });
         let service = d.service.clone();
         let (ok, _) = self
             .on_nodes(&targets, |n| {
@@ -1111,13 +1118,8 @@ impl Engine {
         phase: &Phase,
         nodes: &HashMap<String, Node>,
     ) -> Result<(), EngineError> {
-        let targets: Vec<Node> = d
-            .state
-            .nodes
-            .iter()
-            .filter(|n| !d.state.failed_regions.contains(&n.region))
-            .filter_map(|n| nodes.get(&n.node_id).cloned())
-            .collect();
+        let targets: Vec<Node> =
+            deployed_nodes(&d, nodes, |n| !d.state.failed_regions.contains(&n.region));
         let service = d.service.clone();
         let cand = v.candidate.version.clone();
         let stable = v.stable_label().map(str::to_string);
@@ -1145,17 +1147,7 @@ impl Engine {
         }
         // Counters at the start of the phase: its analysis looks at the
         // calls made since.
-        let (ok, _) = self
-            .on_nodes(&targets, |n| {
-                let service = service.clone();
-                async move { self.driver.counters(&n, &service).await }
-            })
-            .await;
-        d.state.baseline = serde_json::to_value(
-            ok.into_iter()
-                .collect::<BTreeMap<String, HashMap<String, wasmswap_core::CounterSnapshot>>>(),
-        )
-        .unwrap_or_default();
+        d.state.baseline = self.baseline(&d, nodes).await;
         for n in &mut d.state.nodes {
             if !d.state.failed_regions.contains(&n.region) {
                 n.weight = phase.weights.get(&n.node_id).copied().unwrap_or(0.0);
@@ -1220,12 +1212,7 @@ impl Engine {
         let Ok(nodes) = self.nodes().await else {
             return;
         };
-        let targets: Vec<Node> = d
-            .state
-            .nodes
-            .iter()
-            .filter_map(|n| nodes.get(&n.node_id).cloned())
-            .collect();
+        let targets: Vec<Node> = deployed_nodes(d, &nodes, |_| true);
         let keep: Vec<String> = std::iter::once(v.candidate.version.clone())
             .chain(v.stable.iter().map(|m| m.version.clone()))
             .collect();
@@ -1310,13 +1297,7 @@ impl Engine {
         {
             // This region goes back; the others carry on.
             let nodes = self.nodes().await?;
-            let back: Vec<Node> = d
-                .state
-                .nodes
-                .iter()
-                .filter(|n| &n.region == region)
-                .filter_map(|n| nodes.get(&n.node_id).cloned())
-                .collect();
+            let back: Vec<Node> = deployed_nodes(&d, &nodes, |n| &n.region == region);
             self.restore(&d, v, &back).await;
             d.state.failed_regions.push(region.clone());
             for n in &mut d.state.nodes {
@@ -1402,13 +1383,8 @@ impl Engine {
 
     /// Every measured node's counters now (the start of a new window).
     async fn baseline(&self, d: &Deployment, nodes: &HashMap<String, Node>) -> serde_json::Value {
-        let targets: Vec<Node> = d
-            .state
-            .nodes
-            .iter()
-            .filter(|n| !d.state.failed_regions.contains(&n.region))
-            .filter_map(|n| nodes.get(&n.node_id).cloned())
-            .collect();
+        let targets: Vec<Node> =
+            deployed_nodes(d, nodes, |n| !d.state.failed_regions.contains(&n.region));
         let service = d.service.clone();
         let (ok, _) = self
             .on_nodes(&targets, |n| {
@@ -1523,12 +1499,7 @@ impl Engine {
         let v = self.versions(&d).await?;
         if let Some(stable) = &v.stable {
             let nodes = self.nodes().await?;
-            let targets: Vec<Node> = d
-                .state
-                .nodes
-                .iter()
-                .filter_map(|n| nodes.get(&n.node_id).cloned())
-                .collect();
+            let targets: Vec<Node> = deployed_nodes(&d, &nodes, |_| true);
             let service = d.service.clone();
             let label = stable.version.clone();
             let (_, failed) = self
