@@ -45,6 +45,13 @@ fn main() {
             "/// `examples/guests/{package}` built for `{target}`.\npub const {constant}: &str = {:?};\n",
             path.display()
         ));
+        // The demo's service ships inside the `wasmswap` binary.
+        if package.starts_with("http-hello") {
+            generated.push_str(&format!(
+                "/// The bytes of `examples/guests/{package}`.\npub static {constant}_BYTES: &[u8] = include_bytes!({:?});\n",
+                path.display()
+            ));
+        }
     }
     fs::write(out_dir.join("guests.rs"), generated).unwrap();
 }

@@ -1,5 +1,6 @@
 //! The client side of the node agent API (`wasmswap-host`).
 
+use tracing::Instrument as _;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -150,14 +151,30 @@ impl AgentClient {
         timeout: Option<Duration>,
     ) -> Result<reqwest::Response, AgentError> {
         let url = format!("{}{path}", node.agent_url.trim_end_matches('/'));
-        let mut req = self.http.request(method, &url).bearer_auth(&self.token);
+        let span = tracing::info_span!(
+            "wasm.agent.call",
+            otel.name = %format!("{method} {path}"),
+            otel.kind = "client",
+            http.request.method = %method,
+            url.full = %url,
+            wasm.node.id = %node.node_id,
+            http.response.status_code = tracing::field::Empty,
+        );
+        // The node continues this trace (and hands it on to the guest).
+        let mut headers = reqwest::header::HeaderMap::new();
+        wasmswap_telemetry::inject(&span, &mut headers);
+        let mut req = self
+            .http
+            .request(method, &url)
+            .bearer_auth(&self.token)
+            .headers(headers);
         if let Some(body) = body {
             req = req.json(body);
         }
         if let Some(t) = timeout {
             req = req.timeout(t);
         }
-        let resp = req.send().await.map_err(|e| {
+        let resp = req.send().instrument(span.clone()).await.map_err(|e| {
             let node = node.node_id.clone();
             if e.is_connect() {
                 AgentError::Connect { node }
@@ -170,6 +187,7 @@ impl AgentClient {
                 }
             }
         })?;
+        span.record("http.response.status_code", resp.status().as_u16());
         if resp.status().is_success() {
             return Ok(resp);
         }

@@ -55,16 +55,15 @@ async fn main() -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    if cli.log_json {
-        tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init();
-    } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
-    }
+    let telemetry = wasmswap_telemetry::init(
+        "wasmswap-control",
+        if cli.log_json {
+            wasmswap_telemetry::LogFormat::Json
+        } else {
+            wasmswap_telemetry::LogFormat::Text
+        },
+        "info",
+    )?;
     let mut config = match &cli.config {
         Some(path) => ControlConfig::from_toml(
             &std::fs::read_to_string(path)
@@ -97,7 +96,9 @@ async fn main() -> anyhow::Result<()> {
             "no users configured: log in as `admin` with the password in this file"
         );
     }
-    wasmswap_control::serve(listener, config, shutdown_signal()).await
+    let served = wasmswap_control::serve(listener, config, shutdown_signal()).await;
+    telemetry.shutdown();
+    served
 }
 
 /// Ctrl-C or SIGTERM.

@@ -235,7 +235,9 @@ impl Version {
         args: &Json,
         caps: &Capabilities,
     ) -> Result<Json> {
-        let span = tracing::debug_span!(
+        // Info level: the guest call is the innermost span of a request's
+        // trace (control plane → node → guest).
+        let span = tracing::info_span!(
             "wasm.function.invoke",
             wasm.function.name = function,
             wasm.version = %self.inner.label
@@ -511,7 +513,14 @@ impl Version {
             Err(e) => return self.record(started, Err(e)),
         };
         let store = store::new_store(self.engine(), data, limits);
-        let (response, task) = crate::http::handle(proxy, store, request, limits.clone()).await;
+        let span = tracing::info_span!(
+            "wasm.function.invoke",
+            wasm.function.name = "wasi:http/incoming-handler#handle",
+            wasm.version = %self.inner.label
+        );
+        let (response, task) = crate::http::handle(proxy, store, request, limits.clone())
+            .instrument(span)
+            .await;
         match response {
             Ok(resp) => {
                 // Count the call when the guest is done streaming.

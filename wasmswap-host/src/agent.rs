@@ -2,6 +2,7 @@
 //! route, check, roll back and unload versions. Bearer token required on
 //! everything but `/healthz`.
 
+use tracing::Instrument as _;
 use std::time::Duration;
 
 use http::{HeaderValue, Method, StatusCode, header};
@@ -64,6 +65,13 @@ impl Agent {
 
     /// Answers one request. Never fails: every problem is a response.
     pub async fn handle(&self, req: http::Request<Incoming>) -> Response {
+        let span = crate::trace::server_span("agent", &req);
+        let resp = self.handle_untraced(req).instrument(span.clone()).await;
+        crate::trace::record_status(&span, resp.status());
+        resp
+    }
+
+    async fn handle_untraced(&self, req: http::Request<Incoming>) -> Response {
         if req.uri().path() == "/healthz" {
             return json(StatusCode::OK, &serde_json::json!({ "status": "ok" }));
         }

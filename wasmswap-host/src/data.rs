@@ -1,6 +1,7 @@
 //! The data plane: requests to services by `Host` or `/{service}/…`, served
 //! by wasi-http components, and `POST /_invoke/{service}/{function}` JSON calls.
 
+use tracing::Instrument as _;
 use std::collections::HashMap;
 
 use http::header::{COOKIE, HOST};
@@ -79,6 +80,13 @@ impl DataPlane {
 
     /// Answers one request. Never fails: every problem is a response.
     pub async fn handle(&self, req: http::Request<Incoming>) -> Response {
+        let span = crate::trace::server_span("data", &req);
+        let resp = self.handle_untraced(req).instrument(span.clone()).await;
+        crate::trace::record_status(&span, resp.status());
+        resp
+    }
+
+    async fn handle_untraced(&self, req: http::Request<Incoming>) -> Response {
         let result = if let Some(rest) = req.uri().path().strip_prefix("/_invoke/") {
             let rest = rest.to_string();
             self.invoke(req, &rest).await
@@ -194,6 +202,9 @@ impl DataPlane {
         let key = self.sticky_key(&req);
         let (mut parts, body) = req.into_parts();
         parts.uri = uri;
+        // The guest sees this node's span as its parent, so calls it makes
+        // (and its logs) continue the caller's trace.
+        wasmswap_telemetry::inject(&tracing::Span::current(), &mut parts.headers);
         let req = http::Request::from_parts(parts, body);
         let served = svc
             .handle(key.as_deref(), req)

@@ -40,6 +40,7 @@ pub mod metrics;
 pub mod node;
 pub mod server;
 pub mod standalone;
+mod trace;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -6,19 +6,16 @@ use wasmswap_host::{Cli, Host, HostConfig, LogFormat};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = HostConfig::from_cli(Cli::parse())?;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    match config.log_format {
-        LogFormat::Json => tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init(),
-        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
-    }
+    let format = match config.log_format {
+        LogFormat::Json => wasmswap_telemetry::LogFormat::Json,
+        LogFormat::Text => wasmswap_telemetry::LogFormat::Text,
+    };
+    let telemetry = wasmswap_telemetry::init("wasmswap-host", format, "info")?;
     let host = Host::start(config).await?;
     shutdown_signal().await;
     tracing::info!("stopping: no new connections; finishing in-flight requests");
     host.shutdown().await;
+    telemetry.shutdown();
     Ok(())
 }
 

@@ -11,6 +11,7 @@
 mod audit;
 #[allow(unused_qualifications)]
 mod deployments;
+mod dashboard;
 #[allow(unused_qualifications)]
 mod execute;
 mod extract;
@@ -264,6 +265,8 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi::document))
         .route("/authentication/login", post(login::login));
     Router::new()
+        .route("/", get(dashboard::page))
+        .route("/dashboard", get(dashboard::page))
         .nest("/api/v1", protected.merge(public))
         .fallback(system::not_found)
         .method_not_allowed_fallback(system::method_not_allowed)
@@ -297,11 +300,18 @@ async fn observe(State(state): State<AppState>, mut req: Request, next: Next) ->
     let started = Instant::now();
     let span = tracing::info_span!(
         "request",
+        otel.name = %format!("{method} {route}"),
+        otel.kind = "server",
         http.request.method = %method,
         http.route = %route,
+        url.path = %req.uri().path(),
         request_id = %id,
         http.response.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
     );
+    // Continue the caller's W3C trace, if it sent one.
+    wasmswap_telemetry::accept_parent(&span, req.headers());
     let mut resp = REQUEST_ID
         .scope(
             id,
@@ -311,6 +321,9 @@ async fn observe(State(state): State<AppState>, mut req: Request, next: Next) ->
     resp.headers_mut().insert(X_REQUEST_ID.clone(), header);
     let status = resp.status().as_u16();
     span.record("http.response.status_code", status);
+    if status >= 500 {
+        span.record("otel.status_code", "ERROR");
+    }
     let labels = RouteLabels {
         method: method.to_string(),
         route,
