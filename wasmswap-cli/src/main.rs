@@ -140,6 +140,9 @@ struct UpArgs {
     /// Stop the cluster when the demo ends (instead of waiting for Ctrl-C).
     #[arg(long)]
     exit_after_demo: bool,
+    /// Log (to stderr) as JSON lines with each span's trace id.
+    #[arg(long)]
+    log_json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -565,7 +568,11 @@ async fn up(args: UpArgs) -> Result<(), CliError> {
     // is for the summary and the demo.
     let telemetry = wasmswap_telemetry::init(
         "wasmswap-local",
-        wasmswap_telemetry::LogFormat::Text,
+        if args.log_json {
+            wasmswap_telemetry::LogFormat::Json
+        } else {
+            wasmswap_telemetry::LogFormat::Text
+        },
         "warn",
     )?;
     let opts = ClusterOptions {

@@ -187,7 +187,7 @@ impl AgentClient {
                 }
             }
         })?;
-        span.record("http.response.status_code", resp.status().as_u16());
+        span.record("http.response.status_code", i64::from(resp.status().as_u16()));
         if resp.status().is_success() {
             return Ok(resp);
         }

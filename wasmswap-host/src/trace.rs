@@ -24,7 +24,7 @@ pub(crate) fn server_span(plane: &'static str, req: &http::Request<Incoming>) ->
 
 /// Records the answer's status on `span`.
 pub(crate) fn record_status(span: &Span, status: http::StatusCode) {
-    span.record("http.response.status_code", status.as_u16());
+    span.record("http.response.status_code", i64::from(status.as_u16()));
     if status.is_server_error() {
         span.record("otel.status_code", "ERROR");
     }

@@ -21,6 +21,8 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
@@ -98,13 +100,30 @@ pub fn init(service: &str, format: LogFormat, default_filter: &str) -> anyhow::R
     let tracer = provider.tracer("wasmswap");
     global::set_tracer_provider(provider.clone());
 
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    let otel = tracing_opentelemetry::layer().with_tracer(tracer);
-    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    // Logs follow RUST_LOG; spans are exported from wasmswap's own crates at
+    // info whatever the log level, so a quiet terminal still yields traces
+    // (and dependencies' internals do not flood the collector).
+    let log_filter = || {
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter))
+    };
+    let span_filter = Targets::new()
+        .with_default(LevelFilter::WARN)
+        .with_targets(
+            ["wasmswap_core", "wasmswap_host", "wasmswap_control", "wasmswap_cli"]
+                .map(|t| (t, LevelFilter::INFO)),
+        );
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_filter(span_filter);
+    let registry = tracing_subscriber::registry().with(otel);
     let installed = match format {
         LogFormat::Text => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_filter(log_filter()),
+            )
             .try_init(),
         LogFormat::Json => registry
             .with(
@@ -112,7 +131,8 @@ pub fn init(service: &str, format: LogFormat, default_filter: &str) -> anyhow::R
                     .json()
                     .with_current_span(true)
                     .with_span_list(true)
-                    .with_writer(std::io::stderr),
+                    .with_writer(std::io::stderr)
+                    .with_filter(log_filter()),
             )
             .try_init(),
     };

@@ -320,7 +320,8 @@ async fn observe(State(state): State<AppState>, mut req: Request, next: Next) ->
         .await;
     resp.headers_mut().insert(X_REQUEST_ID.clone(), header);
     let status = resp.status().as_u16();
-    span.record("http.response.status_code", status);
+    // OpenTelemetry has no unsigned integers: an i64 is exported as one.
+    span.record("http.response.status_code", i64::from(status));
     if status >= 500 {
         span.record("otel.status_code", "ERROR");
     }
