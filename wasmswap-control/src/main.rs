@@ -40,11 +40,30 @@ struct Cli {
 enum Command {
     /// Print an argon2 hash of a password read from stdin, for `auth.users`.
     HashPassword,
+    /// Print the OpenAPI document (or, with --markdown, the API reference).
+    Openapi {
+        /// The Markdown reference (docs/api.md) instead of the JSON.
+        #[arg(long)]
+        markdown: bool,
+    },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(Command::Openapi { markdown }) = cli.command {
+        let doc = wasmswap_control::api::reference::openapi_json();
+        let text = if markdown {
+            wasmswap_control::api::reference::markdown(&doc)
+        } else {
+            serde_json::to_string_pretty(&doc)? + "\n"
+        };
+        #[allow(clippy::print_stdout)]
+        {
+            print!("{text}");
+        }
+        return Ok(());
+    }
     if let Some(Command::HashPassword) = cli.command {
         let mut password = String::new();
         std::io::stdin().read_line(&mut password)?;

@@ -23,6 +23,7 @@ mod modules;
 #[allow(unused_qualifications)]
 mod nodes;
 mod openapi;
+pub mod reference;
 #[allow(unused_qualifications)]
 mod pins;
 mod system;

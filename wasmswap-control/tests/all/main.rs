@@ -3,6 +3,7 @@
 //! runs against SQLite + a blob directory and against a real PostgreSQL and
 //! a real S3-compatible server that `services` starts on 127.0.0.1.
 
+mod api_docs;
 mod authz;
 mod common;
 mod config;
