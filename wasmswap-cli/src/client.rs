@@ -32,7 +32,9 @@ pub enum CliError {
         reason: String,
     },
     /// No token: neither `--token`, `WASMSWAP_TOKEN` nor a saved login.
-    #[error("not logged in: run `wasmswap login` (or `wasmswap up`, which logs in), or pass --token")]
+    #[error(
+        "not logged in: run `wasmswap login` (or `wasmswap up`, which logs in), or pass --token"
+    )]
     NotLoggedIn,
     /// A rollout ended without completing.
     #[error("deployment {id} ended {status}")]
@@ -41,6 +43,16 @@ pub enum CliError {
         id: String,
         /// Its final status.
         status: String,
+    },
+    /// A watched rollout stopped where a person has to act (it waits for
+    /// `execute` or an approval, or paused after a failed check), or the
+    /// watch timed out.
+    #[error("deployment {id} {reason}")]
+    NeedsAction {
+        /// Deployment id.
+        id: String,
+        /// What it waits for.
+        reason: String,
     },
     /// Bad input on our side (a file that cannot be read, bad JSON in a flag).
     #[error("{0}")]
@@ -62,12 +74,15 @@ pub mod exit {
     pub const AUTH: u8 = 3;
     /// No such module, deployment, node or interface (404).
     pub const NOT_FOUND: u8 = 4;
-    /// The request was refused as invalid or conflicting (400, 409, 413, 422).
+    /// The request was refused as invalid or conflicting (400, 409, 413, 415, 422).
     pub const REJECTED: u8 = 5;
     /// The control plane is unreachable, overloaded or failing (5xx, 429).
     pub const UNAVAILABLE: u8 = 6;
     /// A watched rollout ended failed or rolled back.
     pub const ROLLOUT_FAILED: u8 = 7;
+    /// A watched rollout waits for someone (execute, approval, resume after
+    /// a failed check) or did not end within `--timeout`.
+    pub const NEEDS_ACTION: u8 = 8;
 }
 
 impl CliError {
@@ -84,6 +99,7 @@ impl CliError {
             CliError::Unreachable { .. } => exit::UNAVAILABLE,
             CliError::NotLoggedIn => exit::AUTH,
             CliError::RolloutFailed { .. } => exit::ROLLOUT_FAILED,
+            CliError::NeedsAction { .. } => exit::NEEDS_ACTION,
             CliError::Input(_) => exit::USAGE,
             CliError::Other(_) => exit::FAILURE,
         }
@@ -132,13 +148,16 @@ impl Credentials {
         let path = Self::path();
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
-                .map_err(|e| CliError::Input(format!("creating {}: {e}", dir.display())))?;
+                .map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
         }
         let text = serde_json::to_string_pretty(self).map_err(anyhow::Error::from)?;
         let tmp = path.with_extension("json.tmp");
+        // A stale temporary file may have other permissions: `mode` only
+        // applies to a file this call creates.
+        let _ = std::fs::remove_file(&tmp);
         write_private(&tmp, text.as_bytes())
             .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|e| CliError::Input(format!("writing {}: {e}", path.display())))?;
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
         Ok(path)
     }
 }
@@ -239,7 +258,12 @@ impl Api {
         })
     }
 
-    async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value, CliError> {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, CliError> {
         let mut req = self.request(method, path)?;
         if let Some(b) = body {
             req = req.json(b);

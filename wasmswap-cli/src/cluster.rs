@@ -235,7 +235,9 @@ impl LocalCluster {
     pub async fn live_version(&self) -> Result<Option<String>, CliError> {
         let list = self
             .api
-            .get(&format!("/wasm/deployments?service={SERVICE}&status=completed&limit=1"))
+            .get(&format!(
+                "/wasm/deployments?service={SERVICE}&status=completed&limit=1"
+            ))
             .await?;
         Ok(list[0]["moduleId"].as_str().map(str::to_string))
     }

@@ -62,8 +62,10 @@ impl VersionStats {
 pub struct DemoSummary {
     /// The deployment.
     pub deployment_id: String,
-    /// `completed`, `rolled_back`, `failed`.
+    /// `completed`, `rolled_back`, `failed`, or why it was interrupted.
     pub status: String,
+    /// Ctrl-C stopped it.
+    pub interrupted: bool,
     /// From and to.
     pub from: String,
     /// The version rolled out.
@@ -220,7 +222,10 @@ pub async fn run(
             return Err(e);
         }
     };
-    let id = created["deploymentId"].as_str().unwrap_or_default().to_string();
+    let id = created["deploymentId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let bar = Bar::new(false);
     tokio::pin!(cancel);
     let mut last = created;
@@ -239,7 +244,10 @@ pub async fn run(
         let (requests, errors) = traffic.totals();
         bar.update_with(
             &d,
-            &format!("{} · {requests} requests, {errors} errors", traffic.live_split()),
+            &format!(
+                "{} · {requests} requests, {errors} errors",
+                traffic.live_split()
+            ),
         );
         last = d;
         if is_terminal(last["status"].as_str().unwrap_or_default()) {
@@ -247,12 +255,25 @@ pub async fn run(
         }
     };
     let by_version = traffic.stop().await;
-    if finished {
+    let status = if finished {
         bar.finish(&last);
-    }
+        last["status"].as_str().unwrap_or_default().to_string()
+    } else {
+        // Ctrl-C: put the live version back everywhere, so the next run
+        // starts from a settled service instead of a 409.
+        bar.finish(&last);
+        match api
+            .post(&format!("/wasm/deployments/{id}/abort"), None)
+            .await
+        {
+            Ok(_) => "interrupted (aborted: the previous version serves)".to_string(),
+            Err(e) => format!("interrupted (abort failed: {e})"),
+        }
+    };
     Ok(DemoSummary {
         deployment_id: id,
-        status: last["status"].as_str().unwrap_or("interrupted").to_string(),
+        interrupted: !finished,
+        status,
         from: live.to_string(),
         to: target.to_string(),
         by_version,
@@ -275,7 +296,9 @@ pub fn print_summary(s: &DemoSummary) {
     ));
     let ms = |v: Option<f64>| v.map_or_else(|| "-".into(), |x| format!("{x:.2}"));
     say(output::table(
-        &["VERSION", "REQUESTS", "ERRORS", "P50 MS", "P95 MS", "P99 MS"],
+        &[
+            "VERSION", "REQUESTS", "ERRORS", "P50 MS", "P95 MS", "P99 MS",
+        ],
         s.by_version.iter().map(|(v, st)| {
             vec![
                 v.clone(),

@@ -14,12 +14,34 @@ use crate::output::{self, candidate_share, is_terminal, s, say};
 /// `deploy`: creates the deployment and, unless `start` is false, starts it.
 pub async fn deploy(api: &Api, spec: &Value, start: bool) -> Result<Value, CliError> {
     let created = api.post("/wasm/deployments", Some(spec)).await?;
-    let id = created["deploymentId"].as_str().unwrap_or_default().to_string();
+    let id = created["deploymentId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     if !start {
         return Ok(created);
     }
-    api.post(&format!("/wasm/deployments/{}/execute", encode(&id)), None)
+    match api
+        .post(&format!("/wasm/deployments/{}/execute", encode(&id)), None)
         .await
+    {
+        Ok(d) => Ok(d),
+        Err(e) => {
+            // A pending deployment counts as the service's active one and
+            // would refuse every later deploy: take it back.
+            let abort = api
+                .post(&format!("/wasm/deployments/{}/abort", encode(&id)), None)
+                .await;
+            let what = if abort.is_ok() {
+                "was created, could not start, and was aborted"
+            } else {
+                "was created but could not start; abort it with `wasmswap abort`"
+            };
+            Err(CliError::Other(anyhow::anyhow!(
+                "deployment {id} {what}: {e}"
+            )))
+        }
+    }
 }
 
 /// A control: `promote`, `pause`, `resume`, `abort`, `rollback`, `approve`.
@@ -46,7 +68,17 @@ pub async fn list(api: &Api, service: Option<&str>, json: bool) -> Result<(), Cl
     }
     let rows = v.as_array().cloned().unwrap_or_default();
     say(output::table(
-        &["DEPLOYMENT", "SERVICE", "FROM", "TO", "STRATEGY", "STATUS", "PROGRESS", "STAGE", "CREATED"],
+        &[
+            "DEPLOYMENT",
+            "SERVICE",
+            "FROM",
+            "TO",
+            "STRATEGY",
+            "STATUS",
+            "PROGRESS",
+            "STAGE",
+            "CREATED",
+        ],
         rows.iter().map(|d| {
             vec![
                 s(d, "deploymentId"),
@@ -80,8 +112,17 @@ pub fn summary_line(d: &Value) -> String {
     if a.is_object() {
         line.push_str(&format!(
             " · errors {} % vs {} % · p95 {} vs {} ms",
-            output::num(&a["candidate"]["errorRate"].as_f64().map(|r| r * 100.0).into(), 1),
-            output::num(&a["stable"]["errorRate"].as_f64().map(|r| r * 100.0).into(), 1),
+            output::num(
+                &a["candidate"]["errorRate"]
+                    .as_f64()
+                    .map(|r| r * 100.0)
+                    .into(),
+                1
+            ),
+            output::num(
+                &a["stable"]["errorRate"].as_f64().map(|r| r * 100.0).into(),
+                1
+            ),
             output::num(&a["candidate"]["p95Ms"], 1),
             output::num(&a["stable"]["p95Ms"], 1),
         ));
@@ -143,13 +184,33 @@ pub fn show(d: &Value, json: bool) {
 /// Shows a deployment's progress until it ends: a progress bar on a
 /// terminal, one line per change otherwise. Returns the final deployment;
 /// an error if it ended failed or rolled back.
-pub async fn watch(api: &Api, id: &str, json: bool) -> Result<Value, CliError> {
+pub async fn watch(
+    api: &Api,
+    id: &str,
+    json: bool,
+    timeout: Option<u64>,
+) -> Result<Value, CliError> {
     let path = format!("/wasm/deployments/{}", encode(id));
     let bar = Bar::new(json);
+    let deadline = timeout.map(|t| std::time::Instant::now() + Duration::from_secs(t));
     loop {
         let d = api.get(&path).await?;
         bar.update(&d);
         let status = s(&d, "status");
+        if let Some(reason) = waits_for_someone(&d) {
+            bar.finish(&d);
+            return Err(CliError::NeedsAction {
+                id: id.to_string(),
+                reason,
+            });
+        }
+        if deadline.is_some_and(|t| std::time::Instant::now() >= t) {
+            bar.finish(&d);
+            return Err(CliError::NeedsAction {
+                id: id.to_string(),
+                reason: format!("is still {status} after {} s", timeout.unwrap_or(0)),
+            });
+        }
         if is_terminal(&status) {
             bar.finish(&d);
             if json {
@@ -165,6 +226,26 @@ pub async fn watch(api: &Api, id: &str, json: bool) -> Result<Value, CliError> {
             };
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Why a deployment will not move without someone, if it will not: it
+/// waits for `execute` or an approval, or paused after a failed check.
+pub fn waits_for_someone(d: &Value) -> Option<String> {
+    match d["status"].as_str()? {
+        "pending" => Some("is pending: start it with `POST …/execute`".into()),
+        "awaiting_approval" => Some("awaits an admin's approval (`wasmswap approve ID`)".into()),
+        "paused" => {
+            let gate = d["state"]["gates"].as_array()?.last()?;
+            (gate["outcome"] == "fail").then(|| {
+                format!(
+                    "paused after a failed {} check ({}): resume or roll back",
+                    s(gate, "gate"),
+                    s(gate, "reason")
+                )
+            })
+        }
+        _ => None,
     }
 }
 
@@ -226,7 +307,11 @@ impl Bar {
             b.finish_and_clear();
         }
         if !self.quiet {
-            say(format!("deployment {}: {}", s(d, "deploymentId"), summary_line(d)));
+            say(format!(
+                "deployment {}: {}",
+                s(d, "deploymentId"),
+                summary_line(d)
+            ));
         }
     }
 }

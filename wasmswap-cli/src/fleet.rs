@@ -21,7 +21,15 @@ pub async fn nodes(api: &Api, region: Option<&str>, json: bool) -> Result<(), Cl
     }
     let rows = v.as_array().cloned().unwrap_or_default();
     say(output::table(
-        &["NODE", "REGION", "ZONE", "STATUS", "MODULES", "DATA URL", "LAST HEARTBEAT"],
+        &[
+            "NODE",
+            "REGION",
+            "ZONE",
+            "STATUS",
+            "MODULES",
+            "DATA URL",
+            "LAST HEARTBEAT",
+        ],
         rows.iter().map(|n| {
             vec![
                 s(n, "nodeId"),
@@ -62,12 +70,20 @@ pub async fn node(api: &Api, id: &str, json: bool) -> Result<(), CliError> {
     }
     let modules: Vec<String> = v["modules"]
         .as_array()
-        .map(|m| m.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+        .map(|m| {
+            m.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     say(format!(
         "{:<9} {}",
         "Modules",
-        if modules.is_empty() { "-".into() } else { modules.join(", ") }
+        if modules.is_empty() {
+            "-".into()
+        } else {
+            modules.join(", ")
+        }
     ));
     Ok(())
 }
@@ -81,7 +97,14 @@ pub async fn interfaces(api: &Api, json: bool) -> Result<(), CliError> {
     }
     let rows = v.as_array().cloned().unwrap_or_default();
     say(output::table(
-        &["INTERFACE", "VERSION", "STATUS", "CLEARED", "COMPATIBILITY", "CREATED"],
+        &[
+            "INTERFACE",
+            "VERSION",
+            "STATUS",
+            "CLEARED",
+            "COMPATIBILITY",
+            "CREATED",
+        ],
         rows.iter().map(|i| {
             vec![
                 s(i, "interfaceId"),
@@ -127,12 +150,12 @@ pub async fn register_interface(
 ) -> Result<(), CliError> {
     let wit = std::fs::read_to_string(file)
         .map_err(|e| CliError::Input(format!("reading {}: {e}", file.display())))?;
-    let (package, version) = id.split_once('@').ok_or_else(|| {
-        CliError::Input(format!("{id:?} is not `namespace:name@version`"))
-    })?;
-    let (namespace, name) = package.split_once(':').ok_or_else(|| {
-        CliError::Input(format!("{id:?} is not `namespace:name@version`"))
-    })?;
+    let (package, version) = id
+        .split_once('@')
+        .ok_or_else(|| CliError::Input(format!("{id:?} is not `namespace:name@version`")))?;
+    let (namespace, name) = package
+        .split_once(':')
+        .ok_or_else(|| CliError::Input(format!("{id:?} is not `namespace:name@version`")))?;
     let mut body = json!({ "namespace": namespace, "name": name, "version": version, "wit": wit });
     if let Some(i) = interface {
         body["interface"] = json!(i);

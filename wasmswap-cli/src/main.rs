@@ -7,11 +7,11 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 use wasmswap_cli::client::{Api, CliError, Credentials, DEFAULT_URL, exit};
 use wasmswap_cli::cluster::{ClusterOptions, LocalCluster, SERVICE};
-use wasmswap_cli::deployments::{self, DeploySpec};
 use wasmswap_cli::demo::{self, DemoOptions};
+use wasmswap_cli::deployments::{self, DeploySpec};
+use wasmswap_cli::fleet;
 use wasmswap_cli::modules::{self, Registration};
 use wasmswap_cli::output::{self, say};
-use wasmswap_cli::fleet;
 
 const EXIT_CODES: &str = "Exit codes:
   0  success
@@ -19,9 +19,11 @@ const EXIT_CODES: &str = "Exit codes:
   2  usage error (bad flags, unreadable file)
   3  not logged in, token rejected, or the role may not do this (401/403)
   4  not found (404)
-  5  refused as invalid or conflicting (400/409/413/422)
+  5  refused as invalid or conflicting (400/409/413/415/422)
   6  control plane unreachable, overloaded or failing (429/5xx)
-  7  a watched rollout ended failed or rolled back";
+  7  a watched rollout ended failed or rolled back
+  8  a watched rollout waits for someone (execute, approval, a resume
+     after a failed check) or did not end within --timeout";
 
 /// Run WebAssembly at the edge and change it while it runs.
 #[derive(Debug, Parser)]
@@ -59,7 +61,7 @@ enum Command {
     #[command(subcommand)]
     Modules(ModulesCmd),
     /// Roll a module version out.
-    Deploy(DeployArgs),
+    Deploy(Box<DeployArgs>),
     /// Deployments: a list, or one deployment (--watch follows it to the end).
     Status {
         /// Deployment id (none: list them).
@@ -70,6 +72,9 @@ enum Command {
         /// Follow the deployment with a progress bar until it ends.
         #[arg(long, short)]
         watch: bool,
+        /// With --watch: give up (exit 8) after this many seconds.
+        #[arg(long)]
+        timeout: Option<u64>,
     },
     /// Move a deployment to its next phase (or, with --full, to 100 %).
     Promote {
@@ -261,6 +266,9 @@ struct DeployArgs {
     /// Follow it to the end (like `status --watch`).
     #[arg(long, short)]
     watch: bool,
+    /// With --watch: give up (exit 8) after this many seconds.
+    #[arg(long)]
+    timeout: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -307,7 +315,10 @@ enum InterfacesCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => return fail(&CliError::Other(e.into())),
     };
@@ -365,7 +376,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 .await?;
             let path = creds.save()?;
             if json {
-                output::json(&json!({ "user": creds.user, "role": creds.role, "url": creds.url, "expiresAt": creds.expires_at }));
+                output::json(
+                    &json!({ "user": creds.user, "role": creds.role, "url": creds.url, "expiresAt": creds.expires_at }),
+                );
             } else {
                 say(format!(
                     "logged in to {} as {} ({}) until {}; saved to {}",
@@ -388,12 +401,21 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Modules(cmd) => modules_cmd(&api, cmd, json).await,
-        Command::Deploy(args) => deploy(&api, args, json).await,
-        Command::Status { id, service, watch } => match id {
+        Command::Deploy(args) => deploy(&api, *args, json).await,
+        Command::Status {
+            id,
+            service,
+            watch,
+            timeout,
+        } => match id {
             None => deployments::list(&api, service.as_deref(), json).await,
-            Some(id) if watch => deployments::watch(&api, &id, json).await.map(|_| ()),
+            Some(id) if watch => deployments::watch(&api, &id, json, timeout)
+                .await
+                .map(|_| ()),
             Some(id) => {
-                let d = api.get(&format!("/wasm/deployments/{}", modules::encode(&id))).await?;
+                let d = api
+                    .get(&format!("/wasm/deployments/{}", modules::encode(&id)))
+                    .await?;
                 deployments::show(&d, json);
                 Ok(())
             }
@@ -422,7 +444,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             } => fleet::register_interface(&api, &file, &id, interface.as_deref(), json).await,
             InterfacesCmd::Approve { id } => {
                 let v = api
-                    .post(&format!("/wasm/interfaces/{}/approve", modules::encode(&id)), None)
+                    .post(
+                        &format!("/wasm/interfaces/{}/approve", modules::encode(&id)),
+                        None,
+                    )
                     .await?;
                 if json {
                     output::json(&v);
@@ -462,14 +487,17 @@ async fn modules_cmd(api: &Api, cmd: ModulesCmd, json: bool) -> Result<(), CliEr
         }
         ModulesCmd::List { name } => modules::list(api, name.as_deref(), json).await,
         ModulesCmd::Show { id } => {
-            let m = api.get(&format!("/wasm/modules/{}", modules::encode(&id))).await?;
+            let m = api
+                .get(&format!("/wasm/modules/{}", modules::encode(&id)))
+                .await?;
             modules::show(&m, json);
             Ok(())
         }
         ModulesCmd::Wit { id } => modules::wit(api, &id, json).await,
         ModulesCmd::Diff { old, new } => modules::diff(api, &old, &new, json).await,
         ModulesCmd::Delete { id } => {
-            api.delete(&format!("/wasm/modules/{}", modules::encode(&id))).await?;
+            api.delete(&format!("/wasm/modules/{}", modules::encode(&id)))
+                .await?;
             if json {
                 output::json(&json!({ "deleted": id }));
             } else {
@@ -533,7 +561,9 @@ async fn deploy(api: &Api, a: DeployArgs, json: bool) -> Result<(), CliError> {
         if !json {
             say(format!("deployment {id} started"));
         }
-        return deployments::watch(api, &id, json).await.map(|_| ());
+        return deployments::watch(api, &id, json, a.timeout)
+            .await
+            .map(|_| ());
     }
     if json {
         output::json(&d);
@@ -573,7 +603,8 @@ async fn up(args: UpArgs) -> Result<(), CliError> {
         } else {
             wasmswap_telemetry::LogFormat::Text
         },
-        "warn",
+        // JSON logs are for machines: info, with each request's trace id.
+        if args.log_json { "info" } else { "warn" },
     )?;
     let opts = ClusterOptions {
         data_dir: args.data_dir.clone(),
@@ -595,6 +626,12 @@ async fn up(args: UpArgs) -> Result<(), CliError> {
     let creds = Api::new(&cluster.control_url, None)
         .login("admin", password.trim())
         .await?;
+    if let Some(old) = Credentials::load().filter(|c| c.url != creds.url) {
+        say(format!(
+            "note: replacing the CLI's saved login to {} with this cluster's",
+            old.url
+        ));
+    }
     let saved = creds.save()?;
     say("");
     say(format!("control plane  {}/api/v1", cluster.control_url));
@@ -616,6 +653,7 @@ async fn up(args: UpArgs) -> Result<(), CliError> {
         cluster.nodes[0].data_url
     ));
     say("try: wasmswap nodes · wasmswap modules list · wasmswap status");
+    let mut stop_now = args.demo && args.exit_after_demo;
     if args.demo {
         let urls = cluster.nodes.iter().map(|n| n.data_url.clone()).collect();
         let demo_opts = DemoOptions {
@@ -623,12 +661,20 @@ async fn up(args: UpArgs) -> Result<(), CliError> {
             rps: args.demo_rps,
         };
         let summary = demo::run(cluster.api(), &live, urls, &demo_opts, ctrl_c()).await;
-        match summary {
-            Ok(s) => demo::print_summary(&s),
-            Err(e) => say(format!("demo failed: {e}")),
-        }
+        let interrupted = match summary {
+            Ok(s) => {
+                demo::print_summary(&s);
+                s.interrupted
+            }
+            Err(e) => {
+                say(format!("demo failed: {e}"));
+                false
+            }
+        };
+        // Ctrl-C during the demo stops everything, like it does after it.
+        stop_now |= interrupted;
     }
-    if !(args.demo && args.exit_after_demo) {
+    if !stop_now {
         say("cluster running; Ctrl-C stops it");
         ctrl_c().await;
     }

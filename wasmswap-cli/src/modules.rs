@@ -99,11 +99,21 @@ pub fn show(m: &Value, json: bool) {
         ("Module", s(m, "moduleId")),
         ("Name", s(m, "name")),
         ("Version", s(m, "version")),
-        ("Kind", format!("{} (WASI {})", s(m, "kind"), s(m, "wasiVersion"))),
+        (
+            "Kind",
+            format!("{} (WASI {})", s(m, "kind"), s(m, "wasiVersion")),
+        ),
         ("Size", output::bytes(m["sizeBytes"].as_u64().unwrap_or(0))),
         ("SHA-256", s(m, "checksum")),
         ("Status", s(m, "status")),
-        ("Exports", if exports.is_empty() { "-".into() } else { exports }),
+        (
+            "Exports",
+            if exports.is_empty() {
+                "-".into()
+            } else {
+                exports
+            },
+        ),
         (
             "Limits",
             format!(
@@ -113,7 +123,10 @@ pub fn show(m: &Value, json: bool) {
                 s(limits, "maxExecutionTimeSeconds")
             ),
         ),
-        ("Created", format!("{} by {}", s(m, "createdAt"), s(m, "createdBy"))),
+        (
+            "Created",
+            format!("{} by {}", s(m, "createdAt"), s(m, "createdBy")),
+        ),
     ];
     for (k, v) in rows {
         say(format!("{k:<9} {v}"));
@@ -133,7 +146,9 @@ pub async fn list(api: &Api, name: Option<&str>, json: bool) -> Result<(), CliEr
     }
     let rows = v["modules"].as_array().cloned().unwrap_or_default();
     say(output::table(
-        &["MODULE", "NAME", "VERSION", "KIND", "SIZE", "STATUS", "CREATED"],
+        &[
+            "MODULE", "NAME", "VERSION", "KIND", "SIZE", "STATUS", "CREATED",
+        ],
         rows.iter().map(|m| {
             vec![
                 s(m, "moduleId"),
@@ -151,7 +166,9 @@ pub async fn list(api: &Api, name: Option<&str>, json: bool) -> Result<(), CliEr
 
 /// `modules wit`: the component's WIT world.
 pub async fn wit(api: &Api, id: &str, json: bool) -> Result<(), CliError> {
-    let v = api.get(&format!("/wasm/modules/{}/wit", encode(id))).await?;
+    let v = api
+        .get(&format!("/wasm/modules/{}/wit", encode(id)))
+        .await?;
     match (&v, json) {
         (Value::String(text), false) => say(text.trim_end()),
         (Value::Object(_), false) => say(v["wit"].as_str().unwrap_or_default().trim_end()),
@@ -164,7 +181,11 @@ pub async fn wit(api: &Api, id: &str, json: bool) -> Result<(), CliError> {
 /// it breaks callers.
 pub async fn diff(api: &Api, old: &str, new: &str, json: bool) -> Result<(), CliError> {
     let v = api
-        .get(&format!("/wasm/modules/{}/diff/{}", encode(old), encode(new)))
+        .get(&format!(
+            "/wasm/modules/{}/diff/{}",
+            encode(old),
+            encode(new)
+        ))
         .await?;
     if json {
         output::json(&v);

@@ -36,7 +36,8 @@ pub fn s(v: &Value, key: &str) -> String {
 
 /// A number with `digits` decimals, or `-`.
 pub fn num(v: &Value, digits: usize) -> String {
-    v.as_f64().map_or_else(|| "-".into(), |n| format!("{n:.digits$}"))
+    v.as_f64()
+        .map_or_else(|| "-".into(), |n| format!("{n:.digits$}"))
 }
 
 /// Bytes as KiB/MiB.

@@ -86,7 +86,10 @@ async fn every_command_against_a_local_cluster() {
     let bad = write(dir.path(), "bad-password", b"nope\n");
     let r = cli.run(&["login", "--password-file", &bad]).await;
     assert_eq!(r.code, i32::from(exit::AUTH), "{}", r.stderr);
-    assert_eq!(cli.run(&["login", "--user"]).await.code, i32::from(exit::USAGE));
+    assert_eq!(
+        cli.run(&["login", "--user"]).await.code,
+        i32::from(exit::USAGE)
+    );
 
     let password = cluster.admin_password_file.to_string_lossy().into_owned();
     let r = cli.ok(&["login", "--password-file", &password]).await;
@@ -101,31 +104,96 @@ async fn every_command_against_a_local_cluster() {
     // Nodes: a table by default, JSON with --json.
     let r = cli.ok(&["nodes"]).await;
     for n in &cluster.nodes {
-        assert!(r.stdout.contains(&n.id) && r.stdout.contains(&n.data_url), "{}", r.stdout);
+        assert!(
+            r.stdout.contains(&n.id) && r.stdout.contains(&n.data_url),
+            "{}",
+            r.stdout
+        );
     }
-    let nodes = cli.ok(&["nodes", "list", "--region", "us-east", "--json"]).await.json();
-    let ids: Vec<&str> = nodes.as_array().unwrap().iter().map(|n| n["nodeId"].as_str().unwrap()).collect();
+    let nodes = cli
+        .ok(&["nodes", "list", "--region", "us-east", "--json"])
+        .await
+        .json();
+    let ids: Vec<&str> = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["nodeId"].as_str().unwrap())
+        .collect();
     assert_eq!(ids.len(), 2);
     assert!(ids.iter().all(|i| i.starts_with("us-east")));
     let r = cli.ok(&["nodes", "show", "eu-west-1"]).await;
-    assert!(r.stdout.contains("healthy") && r.stdout.contains(V1), "{}", r.stdout);
-    assert_eq!(cli.run(&["nodes", "show", "nowhere-9"]).await.code, i32::from(exit::NOT_FOUND));
+    assert!(
+        r.stdout.contains("healthy") && r.stdout.contains(V1),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(
+        cli.run(&["nodes", "show", "nowhere-9"]).await.code,
+        i32::from(exit::NOT_FOUND)
+    );
 
     // Modules: register from a path, list, show, WIT, diff.
     let wasm = write(dir.path(), "add.wasm", &test_programs::wat("add"));
     let m = cli
-        .ok(&["modules", "register", &wasm, "--name", "calc", "--version", "1.0.0", "--max-memory-mb", "16", "--json"])
+        .ok(&[
+            "modules",
+            "register",
+            &wasm,
+            "--name",
+            "calc",
+            "--version",
+            "1.0.0",
+            "--max-memory-mb",
+            "16",
+            "--json",
+        ])
         .await
         .json();
     assert_eq!(m["moduleId"], "calc-v1.0.0");
     assert_eq!(m["limits"]["maxMemoryMB"], 16);
-    let r = cli.run(&["modules", "register", &wasm, "--name", "calc", "--version", "1.0.0"]).await;
-    assert_eq!(r.code, i32::from(exit::REJECTED), "a second 1.0.0 conflicts: {}", r.stderr);
+    let r = cli
+        .run(&[
+            "modules",
+            "register",
+            &wasm,
+            "--name",
+            "calc",
+            "--version",
+            "1.0.0",
+        ])
+        .await;
+    assert_eq!(
+        r.code,
+        i32::from(exit::REJECTED),
+        "a second 1.0.0 conflicts: {}",
+        r.stderr
+    );
     let garbage = write(dir.path(), "garbage.wasm", b"\0asm\x01\0\0\0garbage");
-    let r = cli.run(&["modules", "register", &garbage, "--name", "calc", "--version", "9.0.0"]).await;
+    let r = cli
+        .run(&[
+            "modules",
+            "register",
+            &garbage,
+            "--name",
+            "calc",
+            "--version",
+            "9.0.0",
+        ])
+        .await;
     assert_eq!(r.code, i32::from(exit::REJECTED));
     assert!(r.stderr.contains("error:"), "{}", r.stderr);
-    let r = cli.run(&["modules", "register", "/no/such.wasm", "--name", "x", "--version", "1.0.0"]).await;
+    let r = cli
+        .run(&[
+            "modules",
+            "register",
+            "/no/such.wasm",
+            "--name",
+            "x",
+            "--version",
+            "1.0.0",
+        ])
+        .await;
     assert_eq!(r.code, i32::from(exit::USAGE));
     assert!(r.stderr.contains("/no/such.wasm"), "{}", r.stderr);
 
@@ -133,17 +201,27 @@ async fn every_command_against_a_local_cluster() {
     for id in [V1, V2, "calc-v1.0.0"] {
         assert!(r.stdout.contains(id), "{id} listed: {}", r.stdout);
     }
-    let listed = cli.ok(&["modules", "list", "--name", "hello", "--json"]).await.json();
+    let listed = cli
+        .ok(&["modules", "list", "--name", "hello", "--json"])
+        .await
+        .json();
     assert_eq!(listed["total"], 2);
     let r = cli.ok(&["modules", "show", V2]).await;
-    assert!(r.stdout.contains("component") && r.stdout.contains("2.0.0"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("component") && r.stdout.contains("2.0.0"),
+        "{}",
+        r.stdout
+    );
     let r = cli.ok(&["modules", "wit", V1]).await;
     assert!(r.stdout.contains("incoming-handler"), "{}", r.stdout);
     let diff = cli.ok(&["modules", "diff", V1, V2, "--json"]).await.json();
     assert_eq!(diff["breaksCallers"], false);
     let r = cli.ok(&["modules", "diff", V1, V2]).await;
     assert!(r.stdout.contains("callers compatible"), "{}", r.stdout);
-    assert_eq!(cli.run(&["modules", "show", "calc-v7.0.0"]).await.code, i32::from(exit::NOT_FOUND));
+    assert_eq!(
+        cli.run(&["modules", "show", "calc-v7.0.0"]).await.code,
+        i32::from(exit::NOT_FOUND)
+    );
 
     // Traffic on every node, so the canary's metrics gates have samples.
     let urls: Vec<String> = cluster.nodes.iter().map(|n| n.data_url.clone()).collect();
@@ -161,7 +239,22 @@ async fn every_command_against_a_local_cluster() {
 
     // A manual canary: deploy, watch it wait, promote, pause, resume, promote to the end.
     let d = cli
-        .ok(&["deploy", V2, "--stages", "20,100", "--period", "PT0S", "--manual", "--health-path", "/health", "--replicas", "all", "--min-samples", "5", "--json"])
+        .ok(&[
+            "deploy",
+            V2,
+            "--stages",
+            "20,100",
+            "--period",
+            "PT0S",
+            "--manual",
+            "--health-path",
+            "/health",
+            "--replicas",
+            "all",
+            "--min-samples",
+            "5",
+            "--json",
+        ])
         .await
         .json();
     let id = d["deploymentId"].as_str().unwrap().to_string();
@@ -169,13 +262,26 @@ async fn every_command_against_a_local_cluster() {
     assert_eq!(d["status"], "in_progress");
     let r = cli.ok(&["status", &id]).await;
     assert!(r.stdout.contains("waiting for `promote`"), "{}", r.stdout);
-    assert!(r.stdout.contains("eu-west-1"), "per-node table: {}", r.stdout);
+    assert!(
+        r.stdout.contains("eu-west-1"),
+        "per-node table: {}",
+        r.stdout
+    );
     let r = cli.ok(&["status"]).await;
-    assert!(r.stdout.contains(&id) && r.stdout.contains("in_progress"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains(&id) && r.stdout.contains("in_progress"),
+        "{}",
+        r.stdout
+    );
     let r = cli.ok(&["pause", &id]).await;
     assert!(r.stdout.starts_with("pause: paused"), "{}", r.stdout);
     let r = cli.run(&["pause", &id]).await;
-    assert_eq!(r.code, i32::from(exit::REJECTED), "pausing twice: {}", r.stderr);
+    assert_eq!(
+        r.code,
+        i32::from(exit::REJECTED),
+        "pausing twice: {}",
+        r.stderr
+    );
     cli.ok(&["resume", &id]).await;
     cli.ok(&["promote", &id]).await;
     let r = cli.ok(&["status", &id, "--watch"]).await;
@@ -189,13 +295,34 @@ async fn every_command_against_a_local_cluster() {
     assert_eq!(d["stableModuleId"], V1);
     let http = reqwest::Client::new();
     for n in &cluster.nodes {
-        let resp = http.get(format!("{}/hello/", n.data_url)).send().await.unwrap();
-        assert_eq!(resp.headers()["x-wasmswap-version"], "1.0.0", "{} serves v1 again", n.id);
+        let resp = http
+            .get(format!("{}/hello/", n.data_url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.headers()["x-wasmswap-version"],
+            "1.0.0",
+            "{} serves v1 again",
+            n.id
+        );
     }
 
     // A watched deployment that is aborted ends with exit 7.
     let d = cli
-        .ok(&["deploy", V2, "--stages", "50,100", "--period", "PT1H", "--health-path", "/health", "--min-samples", "5", "--json"])
+        .ok(&[
+            "deploy",
+            V2,
+            "--stages",
+            "50,100",
+            "--period",
+            "PT1H",
+            "--health-path",
+            "/health",
+            "--min-samples",
+            "5",
+            "--json",
+        ])
         .await
         .json();
     let id = d["deploymentId"].as_str().unwrap().to_string();
@@ -206,25 +333,93 @@ async fn every_command_against_a_local_cluster() {
     wait_for(&cli, &id, |d| d["state"]["applied"] == true).await;
     cli.ok(&["abort", &id]).await;
     let r = watch.await.unwrap();
-    assert_eq!(r.code, i32::from(exit::ROLLOUT_FAILED), "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(
+        r.code,
+        i32::from(exit::ROLLOUT_FAILED),
+        "{}\n{}",
+        r.stdout,
+        r.stderr
+    );
     assert!(r.stderr.contains("rolled_back"), "{}", r.stderr);
 
+    // A deployment nobody starts: the watch says so (8) instead of hanging,
+    // and a watch with --timeout gives up (8).
+    let r = cli
+        .run(&[
+            "deploy",
+            V2,
+            "--no-start",
+            "--health-path",
+            "/health",
+            "--watch",
+        ])
+        .await;
+    assert_eq!(
+        r.code,
+        i32::from(exit::NEEDS_ACTION),
+        "{}\n{}",
+        r.stdout,
+        r.stderr
+    );
+    assert!(r.stderr.contains("pending"), "{}", r.stderr);
+    let pending = cli
+        .ok(&["status", "--service", "hello", "--json"])
+        .await
+        .json();
+    let pending = pending[0]["deploymentId"].as_str().unwrap().to_string();
+    cli.ok(&["abort", &pending]).await;
+    let d = cli
+        .ok(&[
+            "deploy",
+            V2,
+            "--stages",
+            "50,100",
+            "--period",
+            "PT1H",
+            "--health-path",
+            "/health",
+            "--min-samples",
+            "5",
+            "--json",
+        ])
+        .await
+        .json();
+    let id = d["deploymentId"].as_str().unwrap().to_string();
+    let r = cli.run(&["status", &id, "--watch", "--timeout", "1"]).await;
+    assert_eq!(r.code, i32::from(exit::NEEDS_ACTION), "{}", r.stderr);
+    assert!(r.stderr.contains("after 1 s"), "{}", r.stderr);
+    cli.ok(&["abort", &id]).await;
+    wait_for(&cli, &id, |d| d["status"] == "rolled_back").await;
+
     // Interfaces: register a WIT file, list, show.
-    let wit = write(dir.path(), "greet.wit", b"package acme:greet@1.0.0;\ninterface greet { hello: func(name: string) -> string; }\n");
-    let r = cli.ok(&["interfaces", "register", &wit, "--id", "acme:greet@1.0.0"]).await;
+    let wit = write(
+        dir.path(),
+        "greet.wit",
+        b"package acme:greet@1.0.0;\ninterface greet { hello: func(name: string) -> string; }\n",
+    );
+    let r = cli
+        .ok(&["interfaces", "register", &wit, "--id", "acme:greet@1.0.0"])
+        .await;
     assert!(r.stdout.contains("registered"), "{}", r.stdout);
     let list = cli.ok(&["interfaces", "list", "--json"]).await.json();
     let iid = list[0]["interfaceId"].as_str().unwrap().to_string();
     let r = cli.ok(&["interfaces", "show", &iid]).await;
     assert!(r.stdout.contains("hello: func"), "{}", r.stdout);
-    let r = cli.run(&["interfaces", "register", &wit, "--id", "acme-greet"]).await;
+    let r = cli
+        .run(&["interfaces", "register", &wit, "--id", "acme-greet"])
+        .await;
     assert_eq!(r.code, i32::from(exit::USAGE));
 
     // A forged token: 3; a control plane that is not there: 6.
-    let r = cli.run_env(&["nodes"], &[("WASMSWAP_TOKEN", "not.a.jwt")]).await;
-    assert_eq!(r.code, i32::from(exit::AUTH), "{}", r.stderr);
     let r = cli
-        .run_env(&["nodes", "--url", "http://127.0.0.1:9"], &[("WASMSWAP_TOKEN", "x")])
+        .run_env(&["nodes"], &[("WASMSWAP_TOKEN", "not.a.jwt")])
+        .await;
+    assert_eq!(r.code, i32::from(exit::AUTH), "{}", r.stderr);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let r = cli
+        .run_env(&["nodes", "--url", &nowhere], &[("WASMSWAP_TOKEN", "x")])
         .await;
     assert_eq!(r.code, i32::from(exit::UNAVAILABLE), "{}", r.stderr);
     assert!(r.stderr.contains("cannot reach"), "{}", r.stderr);

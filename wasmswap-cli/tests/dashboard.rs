@@ -4,6 +4,9 @@
 //! and its buttons pause, resume and promote the rollout — checked through
 //! the API. A screenshot is saved to `target/tmp/dashboard.png`.
 
+// Tests report where the screenshot went and echo the command's output.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -71,7 +74,10 @@ async fn browser(driver: &Driver, profile: &std::path::Path) -> Client {
 async fn until(c: &Client, expr: &str) -> Value {
     let mut last = Value::Null;
     for _ in 0..300 {
-        last = c.execute(&format!("return ({expr});"), vec![]).await.unwrap();
+        last = c
+            .execute(&format!("return ({expr});"), vec![])
+            .await
+            .unwrap();
         if last.as_bool() != Some(false) && !last.is_null() && last != json!(0) {
             return last;
         }
@@ -139,16 +145,38 @@ async fn dashboard_drives_a_canary_in_chromium() {
     c.goto(&format!("{}/", cluster.control_url)).await.unwrap();
 
     // A wrong password shows the API's error and stays on the form.
-    c.find(Locator::Css("#username")).await.unwrap().send_keys("admin").await.unwrap();
-    c.find(Locator::Css("#password")).await.unwrap().send_keys("wrong").await.unwrap();
-    c.find(Locator::Css("#login-submit")).await.unwrap().click().await.unwrap();
-    until(&c, "document.getElementById('error').textContent.length > 0").await;
+    c.find(Locator::Css("#username"))
+        .await
+        .unwrap()
+        .send_keys("admin")
+        .await
+        .unwrap();
+    c.find(Locator::Css("#password"))
+        .await
+        .unwrap()
+        .send_keys("wrong")
+        .await
+        .unwrap();
+    c.find(Locator::Css("#login-submit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        &c,
+        "document.getElementById('error').textContent.length > 0",
+    )
+    .await;
     assert!(
-        c.execute("return document.getElementById('app').offsetParent === null", vec![])
-            .await
-            .unwrap()
-            .as_bool()
-            .unwrap(),
+        c.execute(
+            "return document.getElementById('app').offsetParent === null",
+            vec![]
+        )
+        .await
+        .unwrap()
+        .as_bool()
+        .unwrap(),
         "the app stays hidden"
     );
 
@@ -156,7 +184,12 @@ async fn dashboard_drives_a_canary_in_chromium() {
     let field = c.find(Locator::Css("#password")).await.unwrap();
     field.clear().await.unwrap();
     field.send_keys(password.trim()).await.unwrap();
-    c.find(Locator::Css("#login-submit")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("#login-submit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     until(&c, "document.body.dataset.ready === '1'").await;
 
     // Nodes by region, all healthy.
@@ -170,19 +203,38 @@ async fn dashboard_drives_a_canary_in_chromium() {
     }
     // Both versions of the module.
     for m in [V1, V2] {
-        until(&c, &format!("!!document.querySelector('.module[data-module=\"{m}\"]')")).await;
+        until(
+            &c,
+            &format!("!!document.querySelector('.module[data-module=\"{m}\"]')"),
+        )
+        .await;
     }
     // The canary: in progress at 25 % with its split and the two charts.
     let sel = format!(".deployment[data-deployment=\"{id}\"]");
-    until(&c, &format!("document.querySelector('{sel}')?.dataset.status === 'in_progress'")).await;
+    until(
+        &c,
+        &format!("document.querySelector('{sel}')?.dataset.status === 'in_progress'"),
+    )
+    .await;
     let share = until(
         &c,
         &format!("Number(document.querySelector('{sel} .split')?.dataset.candidateShare)"),
     )
     .await;
-    assert!((share.as_f64().unwrap() - 25.0).abs() < 0.5, "candidate share {share}");
-    until(&c, "document.querySelectorAll('#chart-errors path[data-version]').length >= 2").await;
-    until(&c, "document.querySelectorAll('#chart-latency path[data-version]').length >= 2").await;
+    assert!(
+        (share.as_f64().unwrap() - 25.0).abs() < 0.5,
+        "candidate share {share}"
+    );
+    until(
+        &c,
+        "document.querySelectorAll('#chart-errors path[data-version]').length >= 2",
+    )
+    .await;
+    until(
+        &c,
+        "document.querySelectorAll('#chart-latency path[data-version]').length >= 2",
+    )
+    .await;
     // A few seconds of samples, so the charts (and the screenshot) show lines.
     until(
         &c,
@@ -193,7 +245,10 @@ async fn dashboard_drives_a_canary_in_chromium() {
     let shot = c.screenshot().await.unwrap();
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
     std::fs::write(&path, &shot).unwrap();
-    assert!(shot.starts_with(b"\x89PNG") && shot.len() > 10_000, "a real screenshot");
+    assert!(
+        shot.starts_with(b"\x89PNG") && shot.len() > 10_000,
+        "a real screenshot"
+    );
     eprintln!("screenshot: {}", path.display());
 
     // Pause, resume and promote with the buttons; the API sees each.
@@ -203,7 +258,9 @@ async fn dashboard_drives_a_canary_in_chromium() {
             let b = c
                 .wait()
                 .at_most(Duration::from_secs(30))
-                .for_element(Locator::Css(&format!("{sel} button[data-action=\"{action}\"]:not([disabled])")))
+                .for_element(Locator::Css(&format!(
+                    "{sel} button[data-action=\"{action}\"]:not([disabled])"
+                )))
                 .await
                 .unwrap();
             b.click().await.unwrap();
@@ -211,13 +268,25 @@ async fn dashboard_drives_a_canary_in_chromium() {
     };
     click("pause").await;
     wait_api(&api, &id, |d| d["status"] == "paused").await;
-    until(&c, &format!("document.querySelector('{sel}').dataset.status === 'paused'")).await;
+    until(
+        &c,
+        &format!("document.querySelector('{sel}').dataset.status === 'paused'"),
+    )
+    .await;
     click("resume").await;
     wait_api(&api, &id, |d| d["status"] == "in_progress").await;
     click("promote").await;
     wait_api(&api, &id, |d| d["status"] == "completed").await;
-    until(&c, &format!("document.querySelector('{sel}').dataset.status === 'completed'")).await;
-    until(&c, &format!("Number(document.querySelector('{sel} .progress').dataset.progress) === 100")).await;
+    until(
+        &c,
+        &format!("document.querySelector('{sel}').dataset.status === 'completed'"),
+    )
+    .await;
+    until(
+        &c,
+        &format!("Number(document.querySelector('{sel} .progress').dataset.progress) === 100"),
+    )
+    .await;
 
     // Rollback from the page restores v1.
     click("rollback").await;

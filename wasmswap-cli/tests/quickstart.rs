@@ -9,12 +9,31 @@
 //! build's target directory, so the clone reuses the compiled dependencies;
 //! the workspace's own crates and guests still build from the clone).
 
+// Tests report where the screenshot went and echo the command's output.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use std::io::{BufRead as _, BufReader};
 use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+/// Kills the process group if the test fails before stopping it (the
+/// cluster would keep ports 8000–8004).
+struct GroupGuard(std::process::Child);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let group = format!("-{}", self.0.id());
+            let _ = Command::new("kill")
+                .args(["-s", "KILL", "--", &group])
+                .status();
+            let _ = self.0.wait();
+        }
+    }
+}
 
 /// The lines of the README's fenced block after `<!-- {marker} -->`.
 fn block(readme: &str, marker: &str) -> Vec<String> {
@@ -43,9 +62,14 @@ fn readme_quick_start_works_verbatim_from_a_clean_clone() {
     let after = block(&readme, "quickstart-second-terminal");
     // The README clones from the project's address; here, from this checkout.
     let clone = &start[0];
-    assert!(clone.starts_with("git clone "), "the quick start begins with a clone: {clone}");
+    assert!(
+        clone.starts_with("git clone "),
+        "the quick start begins with a clone: {clone}"
+    );
     let url = clone.split_whitespace().nth(2).unwrap();
-    let script = start.join("\n").replacen(url, &repo.display().to_string(), 1);
+    let script = start
+        .join("\n")
+        .replacen(url, &repo.display().to_string(), 1);
 
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config");
@@ -63,9 +87,9 @@ fn readme_quick_start_works_verbatim_from_a_clean_clone() {
     if let Some(target) = std::env::var_os("QUICKSTART_TARGET_DIR") {
         cmd.env("CARGO_TARGET_DIR", target);
     }
-    let mut child = cmd.spawn().unwrap();
+    let mut child = GroupGuard(cmd.spawn().unwrap());
     let (tx, rx) = mpsc::channel::<String>();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let stdout = BufReader::new(child.0.stdout.take().unwrap());
     std::thread::spawn(move || {
         for line in stdout.lines().map_while(Result::ok) {
             println!("| {line}");
@@ -76,7 +100,7 @@ fn readme_quick_start_works_verbatim_from_a_clean_clone() {
     });
     let mut out: Vec<String> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60 * 60);
-    let mut wait_for = |what: &str, out: &mut Vec<String>| {
+    let wait_for = |what: &str, out: &mut Vec<String>| {
         while !out.iter().any(|l| l.contains(what)) {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
@@ -93,7 +117,10 @@ fn readme_quick_start_works_verbatim_from_a_clean_clone() {
     for promise in [
         "control plane  http://127.0.0.1:8000/api/v1",
         "dashboard      http://127.0.0.1:8000/",
-        "eu-west-1", "eu-west-2", "us-east-1", "us-east-2",
+        "eu-west-1",
+        "eu-west-2",
+        "us-east-1",
+        "us-east-2",
         "service `hello` serving hello-v1.0.0",
         "demo: canary hello-v1.0.0 → hello-v2.0.0",
         "completed",
@@ -101,11 +128,11 @@ fn readme_quick_start_works_verbatim_from_a_clean_clone() {
     ] {
         assert!(text.contains(promise), "missing `{promise}` in:\n{text}");
     }
-    let summary = out
-        .iter()
-        .find(|l| l.starts_with("demo summary"))
-        .unwrap();
-    assert!(summary.ends_with(", 0 errors"), "no request failed: {summary}");
+    let summary = out.iter().find(|l| l.starts_with("demo summary")).unwrap();
+    assert!(
+        summary.ends_with(", 0 errors"),
+        "no request failed: {summary}"
+    );
     for version in ["1.0.0", "2.0.0"] {
         assert!(
             out.iter().any(|l| l.trim_start().starts_with(version)),
@@ -122,25 +149,38 @@ fn readme_quick_start_works_verbatim_from_a_clean_clone() {
     };
     let data_url = out
         .iter()
-        .find_map(|l| l.split_whitespace().find(|w| w.starts_with("http://127.0.0.1:8001")))
+        .find_map(|l| {
+            l.split_whitespace()
+                .find(|w| w.starts_with("http://127.0.0.1:8001"))
+        })
         .expect("a node's data plane URL")
         .to_string();
     let hello = String::from_utf8_lossy(&get(&format!("{data_url}/hello/")).stdout).into_owned();
     assert!(hello.contains("hello from v2"), "{hello}");
     let page = String::from_utf8_lossy(&get("http://127.0.0.1:8000/").stdout).into_owned();
-    assert!(page.contains("200 OK") && page.contains("<title>"), "dashboard: {page:.300}");
+    assert!(
+        page.contains("200 OK") && page.contains("<title>"),
+        "dashboard: {page:.300}"
+    );
 
     // The second terminal's commands, as written, in the clone.
     let clone_dir = dir.path().join("wasmswap");
     for line in &after {
         let mut c = Command::new("bash");
-        c.arg("-ec").arg(line).current_dir(&clone_dir).env("XDG_CONFIG_HOME", &config);
+        c.arg("-ec")
+            .arg(line)
+            .current_dir(&clone_dir)
+            .env("XDG_CONFIG_HOME", &config);
         if let Some(target) = std::env::var_os("QUICKSTART_TARGET_DIR") {
             c.env("CARGO_TARGET_DIR", target);
         }
         let o = c.output().unwrap();
         let stdout = String::from_utf8_lossy(&o.stdout);
-        assert!(o.status.success(), "`{line}` failed: {stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "`{line}` failed: {stdout}\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         assert!(
             stdout.contains("eu-west-1") || stdout.contains("hello-v2.0.0"),
             "`{line}` shows the cluster: {stdout}"
@@ -148,10 +188,16 @@ fn readme_quick_start_works_verbatim_from_a_clean_clone() {
     }
 
     // Ctrl-C: everything stops cleanly.
-    let pgid = child.id().to_string();
-    assert!(Command::new("kill").args(["-INT", &format!("-{pgid}")]).status().unwrap().success());
+    let pgid = child.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-s", "INT", "--", &format!("-{pgid}")])
+            .status()
+            .unwrap()
+            .success()
+    );
     wait_for("stopped", &mut out);
-    let status = child.wait().unwrap();
+    let status = child.0.wait().unwrap();
     assert!(status.success(), "exit status after Ctrl-C: {status}");
     for port in [8000, 8001, 8002, 8003, 8004] {
         assert!(

@@ -15,6 +15,16 @@ use parking_lot::Mutex;
 use serde_json::{Value, json};
 use wasmswap_cli::client::Api;
 
+/// Kills the child if the test fails before stopping it.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A collector: keeps every `POST /v1/traces` body (OTLP JSON).
 async fn collector() -> (String, Arc<Mutex<Vec<Value>>>) {
     let got: Arc<Mutex<Vec<Value>>> = Arc::default();
@@ -73,20 +83,30 @@ async fn one_request_traced_across_control_plane_node_and_guest() {
     let (endpoint, exports) = collector().await;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("cluster");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wasmswap"))
-        .args(["up", "--port", "0", "--log-json", "--nodes-per-region", "1", "--data-dir"])
-        .arg(&data)
-        .env("WASMSWAP_CREDENTIALS", dir.path().join("creds.json"))
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
-        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
-        .env("OTEL_BSP_SCHEDULE_DELAY", "200")
-        .env("RUST_LOG", "warn,wasmswap_control::api=debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let stderr = child.stderr.take().unwrap();
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_wasmswap"))
+            .args([
+                "up",
+                "--port",
+                "0",
+                "--log-json",
+                "--nodes-per-region",
+                "1",
+                "--data-dir",
+            ])
+            .arg(&data)
+            .env("WASMSWAP_CREDENTIALS", dir.path().join("creds.json"))
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
+            .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
+            .env("OTEL_BSP_SCHEDULE_DELAY", "200")
+            .env("RUST_LOG", "warn,wasmswap_control::api=debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = BufReader::new(child.0.stdout.take().unwrap());
+    let stderr = child.0.stderr.take().unwrap();
     let logs = std::thread::spawn(move || {
         BufReader::new(stderr)
             .lines()
@@ -107,7 +127,10 @@ async fn one_request_traced_across_control_plane_node_and_guest() {
         .expect("`wasmswap up` printed its control plane URL");
 
     let password = std::fs::read_to_string(data.join("control/admin-password")).unwrap();
-    let creds = Api::new(&url, None).login("admin", password.trim()).await.unwrap();
+    let creds = Api::new(&url, None)
+        .login("admin", password.trim())
+        .await
+        .unwrap();
     let api = Api::new(&url, Some(creds.token.clone()));
     let wasm = wat::parse_str(
         r#"(module
@@ -115,9 +138,13 @@ async fn one_request_traced_across_control_plane_node_and_guest() {
             (func (export "health_check") (result i32) (i32.const 1)))"#,
     )
     .unwrap();
-    api.post_bytes("/wasm/modules?name=calc&version=1.0.0", "application/wasm", wasm)
-        .await
-        .unwrap();
+    api.post_bytes(
+        "/wasm/modules?name=calc&version=1.0.0",
+        "application/wasm",
+        wasm,
+    )
+    .await
+    .unwrap();
     let d = wasmswap_cli::deployments::deploy(
         &api,
         &json!({"moduleId": "calc-v1.0.0", "strategy": "rolling", "replicas": "all",
@@ -127,12 +154,15 @@ async fn one_request_traced_across_control_plane_node_and_guest() {
     .await
     .unwrap();
     let id = d["deploymentId"].as_str().unwrap();
+    let mut status = Value::Null;
     for _ in 0..400 {
-        if api.get(&format!("/wasm/deployments/{id}")).await.unwrap()["status"] == "completed" {
+        status = api.get(&format!("/wasm/deployments/{id}")).await.unwrap()["status"].clone();
+        if status == "completed" {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    assert_eq!(status, "completed", "calc is deployed");
 
     // The client's own trace: everything below must join it.
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -150,9 +180,18 @@ async fn one_request_traced_across_control_plane_node_and_guest() {
     assert_eq!(body["returnValue"], 5, "{body}");
 
     // Ctrl-C: the cluster stops and the exporter flushes.
-    let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
-    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    let pid = child.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-s", "INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::task::spawn_blocking(move || child.0.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(status.success(), "clean exit after Ctrl-C: {status}");
     let logs = logs.join().unwrap();
 
@@ -166,7 +205,10 @@ async fn one_request_traced_across_control_plane_node_and_guest() {
     let server = by_name("POST /api/v1/wasm/execute");
     assert_eq!(server.len(), 1, "control plane request span in {names:?}");
     assert_eq!(server[0]["parentSpanId"], client_span);
-    assert_eq!(attr(server[0], "http.response.status_code").unwrap()["intValue"], "200");
+    assert_eq!(
+        attr(server[0], "http.response.status_code").unwrap()["intValue"],
+        "200"
+    );
     let execute = by_name("wasm.deployment.execute");
     assert_eq!(execute.len(), 1, "{names:?}");
     assert_eq!(execute[0]["parentSpanId"], server[0]["spanId"]);
@@ -188,7 +230,10 @@ async fn one_request_traced_across_control_plane_node_and_guest() {
     let invoke = by_name("wasm.function.invoke");
     assert_eq!(invoke.len(), 1, "{names:?}");
     assert_eq!(invoke[0]["parentSpanId"], node["spanId"]);
-    assert_eq!(attr(invoke[0], "wasm.function.name").unwrap()["stringValue"], "add");
+    assert_eq!(
+        attr(invoke[0], "wasm.function.name").unwrap()["stringValue"],
+        "add"
+    );
     assert!(
         ours.iter().all(|s| s["service"] == "wasmswap-local"),
         "resource names the service"
@@ -198,7 +243,9 @@ async fn one_request_traced_across_control_plane_node_and_guest() {
     let line = logs
         .iter()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|l| l["fields"]["message"] == "served" && l.to_string().contains("/api/v1/wasm/execute"))
+        .find(|l| {
+            l["fields"]["message"] == "served" && l.to_string().contains("/api/v1/wasm/execute")
+        })
         .unwrap_or_else(|| panic!("a JSON log line for the request in {logs:#?}"));
     assert_eq!(line["span"]["trace_id"], trace_id, "{line}");
 }

@@ -1,7 +1,7 @@
 //! The client side of the node agent API (`wasmswap-host`).
 
-use tracing::Instrument as _;
 use std::time::Duration;
+use tracing::Instrument as _;
 
 use serde::Deserialize;
 
@@ -159,6 +159,7 @@ impl AgentClient {
             url.full = %url,
             wasm.node.id = %node.node_id,
             http.response.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
         );
         // The node continues this trace (and hands it on to the guest).
         let mut headers = reqwest::header::HeaderMap::new();
@@ -175,6 +176,7 @@ impl AgentClient {
             req = req.timeout(t);
         }
         let resp = req.send().instrument(span.clone()).await.map_err(|e| {
+            span.record("otel.status_code", "ERROR");
             let node = node.node_id.clone();
             if e.is_connect() {
                 AgentError::Connect { node }
@@ -187,7 +189,13 @@ impl AgentClient {
                 }
             }
         })?;
-        span.record("http.response.status_code", i64::from(resp.status().as_u16()));
+        span.record(
+            "http.response.status_code",
+            i64::from(resp.status().as_u16()),
+        );
+        if !resp.status().is_success() {
+            span.record("otel.status_code", "ERROR");
+        }
         if resp.status().is_success() {
             return Ok(resp);
         }

@@ -143,7 +143,7 @@ impl Runtime {
 
     /// Like [`load`](Self::load), also saying where the code came from.
     pub fn load_traced(&self, bytes: &[u8]) -> Result<(Artifact, LoadSource)> {
-        let span = tracing::debug_span!("wasm.module.load", wasm.module.size = bytes.len());
+        let span = tracing::info_span!("wasm.module.load", wasm.module.size = bytes.len());
         let _entered = span.enter();
         let started = Instant::now();
         validate::check_size(bytes, &self.inner.config)?;
@@ -153,7 +153,7 @@ impl Runtime {
         if let Some(artifact) = self.cached(&id) {
             return Ok((artifact, LoadSource::Memory));
         }
-        let inspection = tracing::debug_span!("wasm.module.validate")
+        let inspection = tracing::info_span!("wasm.module.validate")
             .in_scope(|| validate::inspect(bytes, &self.inner.config))
             .inspect_err(|e| tracing::debug!(error = %e, "refused"))?;
 

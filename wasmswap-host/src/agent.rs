@@ -2,8 +2,8 @@
 //! route, check, roll back and unload versions. Bearer token required on
 //! everything but `/healthz`.
 
-use tracing::Instrument as _;
 use std::time::Duration;
+use tracing::Instrument as _;
 
 use http::{HeaderValue, Method, StatusCode, header};
 use hyper::body::Incoming;
@@ -65,7 +65,7 @@ impl Agent {
 
     /// Answers one request. Never fails: every problem is a response.
     pub async fn handle(&self, req: http::Request<Incoming>) -> Response {
-        let span = crate::trace::server_span("agent", &req);
+        let span = crate::trace::agent_span(&req);
         let resp = self.handle_untraced(req).instrument(span.clone()).await;
         crate::trace::record_status(&span, resp.status());
         resp

@@ -1,8 +1,8 @@
 //! The data plane: requests to services by `Host` or `/{service}/…`, served
 //! by wasi-http components, and `POST /_invoke/{service}/{function}` JSON calls.
 
-use tracing::Instrument as _;
 use std::collections::HashMap;
+use tracing::Instrument as _;
 
 use http::header::{COOKIE, HOST};
 use http::{HeaderName, HeaderValue, Method, StatusCode, Uri};
@@ -80,7 +80,7 @@ impl DataPlane {
 
     /// Answers one request. Never fails: every problem is a response.
     pub async fn handle(&self, req: http::Request<Incoming>) -> Response {
-        let span = crate::trace::server_span("data", &req);
+        let span = crate::trace::data_span(&req);
         let resp = self.handle_untraced(req).instrument(span.clone()).await;
         crate::trace::record_status(&span, resp.status());
         resp

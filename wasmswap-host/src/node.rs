@@ -460,7 +460,11 @@ impl Node {
             spec.limits.clone(),
             spec.capabilities.clone(),
         );
+        // The blocking thread has no current span: carry the request's, so
+        // `wasm.module.load` joins its trace.
+        let span = tracing::Span::current();
         let loaded = tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
             let (artifact, source) = runtime.load_traced(&bytes)?;
             let version = Version::new(&runtime, &artifact, label, limits, caps)?;
             Ok::<_, wasmswap_core::Error>((version, source, bytes))

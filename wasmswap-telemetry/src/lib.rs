@@ -21,8 +21,8 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::Layer as _;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
@@ -71,9 +71,12 @@ impl Drop for Telemetry {
 
 /// Whether the environment asks for OTLP export.
 fn otlp_configured() -> bool {
-    ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
-        .iter()
-        .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()))
+    [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    ]
+    .iter()
+    .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()))
 }
 
 /// Installs the global subscriber and the W3C trace-context propagator.
@@ -107,12 +110,15 @@ pub fn init(service: &str, format: LogFormat, default_filter: &str) -> anyhow::R
         tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter))
     };
-    let span_filter = Targets::new()
-        .with_default(LevelFilter::WARN)
-        .with_targets(
-            ["wasmswap_core", "wasmswap_host", "wasmswap_control", "wasmswap_cli"]
-                .map(|t| (t, LevelFilter::INFO)),
-        );
+    let span_filter = Targets::new().with_default(LevelFilter::WARN).with_targets(
+        [
+            "wasmswap_core",
+            "wasmswap_host",
+            "wasmswap_control",
+            "wasmswap_cli",
+        ]
+        .map(|t| (t, LevelFilter::INFO)),
+    );
     let otel = tracing_opentelemetry::layer()
         .with_tracer(tracer)
         .with_filter(span_filter);
@@ -152,6 +158,21 @@ pub fn accept_parent(span: &Span, headers: &HeaderMap) {
         // Fails only when the span is disabled or already started: then it
         // simply stays a root.
         let _ = span.set_parent(parent);
+    }
+    if let Some(id) = trace_id(span) {
+        span.record("trace_id", id);
+    }
+}
+
+/// For listeners open to untrusted clients: keeps `span` a root of its own
+/// trace (a client cannot choose the trace id, its sampling decision or the
+/// `tracestate` handed on) and records the context the client sent, if
+/// any, as a span link. Records `trace_id` like [`accept_parent`].
+pub fn link_remote(span: &Span, headers: &HeaderMap) {
+    let remote = global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)));
+    let sc = remote.span().span_context().clone();
+    if sc.is_valid() {
+        span.add_link(sc);
     }
     if let Some(id) = trace_id(span) {
         span.record("trace_id", id);

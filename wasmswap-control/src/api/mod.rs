@@ -9,9 +9,9 @@
 // `#[utoipa::path(params(T))]` expands to fully qualified paths.
 #[allow(unused_qualifications)]
 mod audit;
+mod dashboard;
 #[allow(unused_qualifications)]
 mod deployments;
-mod dashboard;
 #[allow(unused_qualifications)]
 mod execute;
 mod extract;
@@ -23,9 +23,9 @@ mod modules;
 #[allow(unused_qualifications)]
 mod nodes;
 mod openapi;
-pub mod reference;
 #[allow(unused_qualifications)]
 mod pins;
+pub mod reference;
 mod system;
 
 use std::sync::Arc;

@@ -49,9 +49,17 @@ fn type_of(schema: &Value) -> String {
     }
 }
 
+/// Whether an operation needs a token (`security: []` means it does not).
+fn secured(op: &Value) -> bool {
+    op["security"].as_array().is_some_and(|s| !s.is_empty())
+}
+
 /// One line: no line breaks or pipes inside a table cell.
 fn cell(text: &str) -> String {
-    text.replace('\n', " ").replace('|', "\\|").trim().to_string()
+    text.replace('\n', " ")
+        .replace('|', "\\|")
+        .trim()
+        .to_string()
 }
 
 /// Renders `doc` (an OpenAPI 3.1 document) as Markdown.
@@ -75,7 +83,11 @@ pub fn markdown(doc: &Value) -> String {
     // Group by tag, in the order tags are declared.
     let tags: Vec<String> = doc["tags"]
         .as_array()
-        .map(|t| t.iter().filter_map(|t| t["name"].as_str().map(str::to_string)).collect())
+        .map(|t| {
+            t.iter()
+                .filter_map(|t| t["name"].as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     let mut ops: Vec<(String, String, String, &Value)> = Vec::new();
     for (path, item) in paths {
@@ -92,8 +104,11 @@ pub fn markdown(doc: &Value) -> String {
     let _ = writeln!(out, "## Endpoints\n");
     let _ = writeln!(out, "| | method | path | summary |\n|---|---|---|---|");
     for (_, path, method, op) in &ops {
-        let lock = if op.get("security").is_some() { "🔒" } else { "" };
-        let summary = op["summary"].as_str().or(op["description"].as_str()).unwrap_or("");
+        let lock = if secured(op) { "🔒" } else { "" };
+        let summary = op["summary"]
+            .as_str()
+            .or(op["description"].as_str())
+            .unwrap_or("");
         let _ = writeln!(out, "| {lock} | {method} | `{path}` | {} |", cell(summary));
     }
     let mut current = String::new();
@@ -108,11 +123,14 @@ pub fn markdown(doc: &Value) -> String {
                 let _ = writeln!(out, "{t}\n");
             }
         }
-        if op.get("security").is_some() {
+        if secured(op) {
             let _ = writeln!(out, "🔒 Bearer token.\n");
         }
         if let Some(params) = op["parameters"].as_array().filter(|p| !p.is_empty()) {
-            let _ = writeln!(out, "| parameter | in | type | required | description |\n|---|---|---|---|---|");
+            let _ = writeln!(
+                out,
+                "| parameter | in | type | required | description |\n|---|---|---|---|---|"
+            );
             for p in params {
                 let _ = writeln!(
                     out,
@@ -120,7 +138,11 @@ pub fn markdown(doc: &Value) -> String {
                     p["name"].as_str().unwrap_or(""),
                     p["in"].as_str().unwrap_or(""),
                     type_of(&p["schema"]),
-                    if p["required"].as_bool() == Some(true) { "yes" } else { "no" },
+                    if p["required"].as_bool() == Some(true) {
+                        "yes"
+                    } else {
+                        "no"
+                    },
                     cell(p["description"].as_str().unwrap_or(""))
                 );
             }
@@ -166,13 +188,20 @@ pub fn markdown(doc: &Value) -> String {
                 .map(|r| r.iter().filter_map(Value::as_str).collect())
                 .unwrap_or_default();
             if let Some(props) = schema["properties"].as_object() {
-                let _ = writeln!(out, "| field | type | required | description |\n|---|---|---|---|");
+                let _ = writeln!(
+                    out,
+                    "| field | type | required | description |\n|---|---|---|---|"
+                );
                 for (field, p) in props {
                     let _ = writeln!(
                         out,
                         "| `{field}` | {} | {} | {} |",
                         type_of(p),
-                        if required.contains(&field.as_str()) { "yes" } else { "no" },
+                        if required.contains(&field.as_str()) {
+                            "yes"
+                        } else {
+                            "no"
+                        },
                         cell(p["description"].as_str().unwrap_or(""))
                     );
                 }
