@@ -242,6 +242,23 @@ impl LocalCluster {
         Ok(list[0]["moduleId"].as_str().map(str::to_string))
     }
 
+    /// The module id the first node's data plane answers `hello` with now
+    /// (what is really serving, whatever the deployment history says).
+    pub async fn serving_version(&self) -> Result<Option<String>, CliError> {
+        let url = format!("{}/{SERVICE}/", self.nodes[0].data_url);
+        let resp = reqwest::get(&url)
+            .await
+            .map_err(|e| CliError::Unreachable {
+                url,
+                reason: e.to_string(),
+            })?;
+        Ok(resp
+            .headers()
+            .get("x-wasmswap-version")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| format!("{SERVICE}-v{v}")))
+    }
+
     /// Waits (quietly) until deployment `id` ends; an error unless it completed.
     pub async fn wait_for(&self, id: &str) -> Result<Value, CliError> {
         loop {

@@ -619,7 +619,13 @@ async fn up(args: UpArgs) -> Result<(), CliError> {
         opts.nodes_per_region
     ));
     let cluster = LocalCluster::start(&opts).await?;
-    let live = cluster.bootstrap().await?;
+    cluster.bootstrap().await?;
+    let live = cluster.serving_version().await?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "the example service does not answer on {}",
+            cluster.nodes[0].data_url
+        )
+    })?;
     // Log the CLI in to this cluster, like `kind` writes a kubeconfig.
     let password = std::fs::read_to_string(&cluster.admin_password_file)
         .map_err(|e| CliError::Input(format!("reading the admin password: {e}")))?;

@@ -2,12 +2,14 @@
 //! four nodes in two regions, in this process): every subcommand, tables
 //! and `--json`, and the exit codes scripts rely on.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
 use wasmswap_cli::client::exit;
-use wasmswap_cli::cluster::{ClusterOptions, LocalCluster, V1, V2};
+use wasmswap_cli::cluster::{V1, V2};
 
 struct Run {
     code: i32,
@@ -65,14 +67,7 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_command_against_a_local_cluster() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = LocalCluster::start(&ClusterOptions {
-        data_dir: dir.path().join("cluster"),
-        port: 0,
-        ..ClusterOptions::default()
-    })
-    .await
-    .unwrap();
-    assert_eq!(cluster.bootstrap().await.unwrap(), V1);
+    let cluster = common::cluster_serving_v1(dir.path()).await;
     let cli = Cli {
         url: cluster.control_url.clone(),
         creds: dir.path().join("creds.json"),
@@ -224,18 +219,7 @@ async fn every_command_against_a_local_cluster() {
     );
 
     // Traffic on every node, so the canary's metrics gates have samples.
-    let urls: Vec<String> = cluster.nodes.iter().map(|n| n.data_url.clone()).collect();
-    let traffic = tokio::spawn(async move {
-        let http = reqwest::Client::new();
-        for i in 0usize.. {
-            let _ = http
-                .get(format!("{}/hello/", urls[i % urls.len()]))
-                .header("x-wasmswap-key", i.to_string())
-                .send()
-                .await;
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    });
+    let traffic = common::traffic(&cluster);
 
     // A manual canary: deploy, watch it wait, promote, pause, resume, promote to the end.
     let d = cli

@@ -7,13 +7,15 @@
 // Tests report where the screenshot went and echo the command's output.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod common;
+
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use wasmswap_cli::client::Api;
-use wasmswap_cli::cluster::{ClusterOptions, LocalCluster, V1, V2};
+use wasmswap_cli::cluster::{V1, V2};
 
 /// ChromeDriver on a free port; killed when dropped.
 struct Driver(Child, u16);
@@ -104,29 +106,11 @@ async fn wait_api(api: &Api, id: &str, done: impl Fn(&Value) -> bool) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_drives_a_canary_in_chromium() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster = LocalCluster::start(&ClusterOptions {
-        data_dir: dir.path().join("cluster"),
-        port: 0,
-        ..ClusterOptions::default()
-    })
-    .await
-    .unwrap();
-    assert_eq!(cluster.bootstrap().await.unwrap(), V1);
+    let cluster = common::cluster_serving_v1(dir.path()).await;
     let api = cluster.api().clone();
 
     // Traffic on every node, then a manual canary to v2 holding at 25 %.
-    let urls: Vec<String> = cluster.nodes.iter().map(|n| n.data_url.clone()).collect();
-    let traffic = tokio::spawn(async move {
-        let http = reqwest::Client::new();
-        for i in 0usize.. {
-            let _ = http
-                .get(format!("{}/hello/", urls[i % urls.len()]))
-                .header("x-wasmswap-key", i.to_string())
-                .send()
-                .await;
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    });
+    let traffic = common::traffic(&cluster);
     let d = wasmswap_cli::deployments::deploy(
         &api,
         &json!({"moduleId": V2, "strategy": "canary", "replicas": "all",

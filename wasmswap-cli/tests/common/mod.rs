@@ -1,0 +1,37 @@
+//! Shared by the CLI crate's tests: a local cluster serving v1 of the
+//! example, and background traffic on its nodes.
+
+use std::time::Duration;
+
+use wasmswap_cli::cluster::{ClusterOptions, LocalCluster, V1};
+
+/// A cluster (two regions × two nodes, free ports) in `dir`, with the
+/// example service's v1 live on every node.
+pub async fn cluster_serving_v1(dir: &std::path::Path) -> LocalCluster {
+    let cluster = LocalCluster::start(&ClusterOptions {
+        data_dir: dir.join("cluster"),
+        port: 0,
+        ..ClusterOptions::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(cluster.bootstrap().await.unwrap(), V1);
+    cluster
+}
+
+/// GETs on every node's `hello` (a fresh sticky key each), so rollouts'
+/// metric gates have samples; abort the handle to stop.
+pub fn traffic(cluster: &LocalCluster) -> tokio::task::JoinHandle<()> {
+    let urls: Vec<String> = cluster.nodes.iter().map(|n| n.data_url.clone()).collect();
+    tokio::spawn(async move {
+        let http = reqwest::Client::new();
+        for i in 0usize.. {
+            let _ = http
+                .get(format!("{}/hello/", urls[i % urls.len()]))
+                .header("x-wasmswap-key", i.to_string())
+                .send()
+                .await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+}
