@@ -266,7 +266,24 @@ pub async fn run(
             .post(&format!("/wasm/deployments/{id}/abort"), None)
             .await
         {
-            Ok(_) => "interrupted (aborted: the previous version serves)".to_string(),
+            Ok(_) => {
+                // Let the rollback reach every node before the nodes stop.
+                let mut settled = false;
+                for _ in 0..150 {
+                    match api.get(&format!("/wasm/deployments/{id}")).await {
+                        Ok(d) if is_terminal(d["status"].as_str().unwrap_or_default()) => {
+                            settled = true;
+                            break;
+                        }
+                        _ => tokio::time::sleep(Duration::from_millis(100)).await,
+                    }
+                }
+                if settled {
+                    "interrupted (aborted: the previous version serves)".to_string()
+                } else {
+                    "interrupted (aborted; the rollback finishes on the next start)".to_string()
+                }
+            }
             Err(e) => format!("interrupted (abort failed: {e})"),
         }
     };
