@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde_json::{Value, json};
 use wasmswap_control::ControlConfig;
+use wasmswap_control::auth::{Role, UserConfig, hash_password};
 use wasmswap_host::{Host, HostConfig};
 
 use crate::client::{Api, CliError};
@@ -34,6 +35,8 @@ pub struct ClusterOptions {
     pub regions: Vec<String>,
     /// Nodes in each region.
     pub nodes_per_region: usize,
+    /// Users besides the bootstrap admin: name, password, role.
+    pub users: Vec<(String, String, Role)>,
 }
 
 impl Default for ClusterOptions {
@@ -43,6 +46,7 @@ impl Default for ClusterOptions {
             port: 8000,
             regions: vec!["eu-west".into(), "us-east".into()],
             nodes_per_region: 2,
+            users: Vec::new(),
         }
     }
 }
@@ -102,7 +106,13 @@ impl LocalCluster {
         config.public_url = Some(control_url.clone());
         let node_token = config.node_token()?;
         // Creates the admin password file on first start.
-        config.users()?;
+        let mut users = config.users()?;
+        users.extend(opts.users.iter().map(|(name, password, role)| UserConfig {
+            username: name.clone(),
+            password_hash: hash_password(password),
+            role: *role,
+        }));
+        config.auth.users = users;
         let admin_password_file = control_dir.join("admin-password");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let control = tokio::spawn(wasmswap_control::serve(listener, config, async {

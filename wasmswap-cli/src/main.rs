@@ -611,6 +611,7 @@ async fn up(args: UpArgs) -> Result<(), CliError> {
         port: args.port,
         regions: args.regions.clone(),
         nodes_per_region: args.nodes_per_region.max(1),
+        users: Vec::new(),
     };
     say(format!(
         "starting a local cluster in {} ({} region(s) × {} node(s))…",

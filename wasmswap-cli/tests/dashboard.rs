@@ -88,6 +88,33 @@ async fn until(c: &Client, expr: &str) -> Value {
     panic!("the page never satisfied `{expr}` (last: {last})");
 }
 
+/// Logs in through the form and waits for the first render.
+async fn login(c: &Client, user: &str, password: &str) {
+    for (field, value) in [("#username", user), ("#password", password)] {
+        let f = c.find(Locator::Css(field)).await.unwrap();
+        f.clear().await.unwrap();
+        f.send_keys(value).await.unwrap();
+    }
+    c.find(Locator::Css("#login-submit"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(c, "document.body.dataset.ready === '1'").await;
+}
+
+/// Logs out and waits for the form.
+async fn logout(c: &Client) {
+    c.find(Locator::Css("#logout"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(c, "document.getElementById('login').offsetParent !== null").await;
+}
+
 async fn deployment(api: &Api, id: &str) -> Value {
     api.get(&format!("/wasm/deployments/{id}")).await.unwrap()
 }
@@ -164,17 +191,36 @@ async fn dashboard_drives_a_canary_in_chromium() {
         "the app stays hidden"
     );
 
-    let password = std::fs::read_to_string(&cluster.admin_password_file).unwrap();
-    let field = c.find(Locator::Css("#password")).await.unwrap();
-    field.clear().await.unwrap();
-    field.send_keys(password.trim()).await.unwrap();
-    c.find(Locator::Css("#login-submit"))
-        .await
-        .unwrap()
-        .click()
+    // Buttons follow the role: a viewer may use none, a developer may
+    // steer the rollout but not roll it back.
+    let sel = format!(".deployment[data-deployment=\"{id}\"]");
+    let state = |action: &str, disabled: bool| {
+        format!(
+            "document.querySelector('{sel} button[data-action=\"{action}\"]')?.disabled === {disabled}"
+        )
+    };
+    login(&c, "viewer", "letmein-viewer").await;
+    for action in ["promote", "pause", "abort", "rollback"] {
+        until(&c, &state(action, true)).await;
+    }
+    let title = c
+        .execute(
+            &format!("return document.querySelector('{sel} button[data-action=\"pause\"]').title"),
+            vec![],
+        )
         .await
         .unwrap();
-    until(&c, "document.body.dataset.ready === '1'").await;
+    assert!(title.as_str().unwrap().contains("viewer"), "{title}");
+    logout(&c).await;
+    login(&c, "developer", "letmein-developer").await;
+    for action in ["promote", "pause", "abort"] {
+        until(&c, &state(action, false)).await;
+    }
+    until(&c, &state("rollback", true)).await;
+    logout(&c).await;
+
+    let password = std::fs::read_to_string(&cluster.admin_password_file).unwrap();
+    login(&c, "admin", password.trim()).await;
 
     // Nodes by region, all healthy.
     for region in ["eu-west", "us-east"] {
@@ -194,7 +240,6 @@ async fn dashboard_drives_a_canary_in_chromium() {
         .await;
     }
     // The canary: in progress at 25 % with its split and the two charts.
-    let sel = format!(".deployment[data-deployment=\"{id}\"]");
     until(
         &c,
         &format!("document.querySelector('{sel}')?.dataset.status === 'in_progress'"),

@@ -36,6 +36,7 @@ async fn grafana_dashboard_queries_exposed_metrics() {
         port: 0,
         regions: vec!["local".into()],
         nodes_per_region: 1,
+        users: Vec::new(),
     })
     .await
     .unwrap();

@@ -4,13 +4,19 @@
 use std::time::Duration;
 
 use wasmswap_cli::cluster::{ClusterOptions, LocalCluster, V1};
+use wasmswap_control::auth::Role;
 
 /// A cluster (two regions × two nodes, free ports) in `dir`, with the
-/// example service's v1 live on every node.
+/// example service's v1 live on every node; a `viewer` and a `developer`
+/// user log in with the password `letmein-<role>`.
 pub async fn cluster_serving_v1(dir: &std::path::Path) -> LocalCluster {
+    let users = [Role::Viewer, Role::Developer]
+        .map(|r| (r.as_str().to_string(), format!("letmein-{}", r.as_str()), r))
+        .to_vec();
     let cluster = LocalCluster::start(&ClusterOptions {
         data_dir: dir.join("cluster"),
         port: 0,
+        users,
         ..ClusterOptions::default()
     })
     .await
