@@ -271,6 +271,19 @@ async fn dashboard_drives_a_canary_in_chromium() {
     )
     .await;
 
+    // Nothing on the page broke the Content-Security-Policy (the legend's
+    // colours come from classes, not inline styles).
+    until(
+        &c,
+        "getComputedStyle(document.querySelector('.swatch-candidate')).backgroundColor === 'rgb(234, 88, 12)'",
+    )
+    .await;
+    let violations = c
+        .execute("return document.body.dataset.cspViolations || '0'", vec![])
+        .await
+        .unwrap();
+    assert_eq!(violations, json!("0"), "CSP violations");
+
     let shot = c.screenshot().await.unwrap();
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
     std::fs::write(&path, &shot).unwrap();
