@@ -54,8 +54,8 @@ pub struct ErrorDetail {
     pub code: String,
     /// Human-readable message.
     pub message: String,
-    /// Structured detail.
-    #[schema(value_type = Object)]
+    /// Structured detail (`null` when there is none).
+    #[schema(value_type = Option<Object>)]
     pub details: serde_json::Value,
     /// When, RFC 3339.
     pub timestamp: String,

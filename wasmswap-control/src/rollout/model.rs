@@ -310,9 +310,10 @@ pub struct DeploymentSpec {
     pub environment: String,
     /// `canary`, `blue-green`, `rolling`, `regional` or `ab`.
     pub strategy: String,
-    /// The strategy's settings (see [`Strategy`]; all optional).
+    /// The strategy's settings (see [`Strategy`]; all optional; `null` or
+    /// absent: the defaults).
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub strategy_config: serde_json::Value,
     /// Checked against the new version on each node before it gets traffic
     /// and between steps.
@@ -426,8 +427,9 @@ pub struct EngineState {
     pub nodes: Vec<NodeState>,
     /// Gate decisions, oldest first.
     pub gates: Vec<GateDecision>,
-    /// Counters of both versions per node when the phase started (for deltas).
-    #[schema(value_type = Object)]
+    /// Counters of both versions per node when the phase started (for
+    /// deltas; `null` before traffic moves).
+    #[schema(value_type = Option<Object>)]
     pub baseline: serde_json::Value,
     /// Regions that failed and were rolled back alone (Regional).
     pub failed_regions: Vec<String>,
@@ -439,8 +441,9 @@ pub struct EngineState {
     pub retire_at: Option<i64>,
     /// A rollback in progress: the routes are being restored.
     pub rolling_back: bool,
-    /// Latest per-version metrics (summed over the nodes).
-    #[schema(value_type = Object)]
+    /// Latest per-version metrics (summed over the nodes; `null` until a
+    /// phase is held).
+    #[schema(value_type = Option<Object>)]
     pub metrics: serde_json::Value,
 }
 
