@@ -271,21 +271,10 @@ impl LocalCluster {
 
     /// Waits (quietly) until deployment `id` ends; an error unless it completed.
     pub async fn wait_for(&self, id: &str) -> Result<Value, CliError> {
-        loop {
-            let d = self.api.get(&format!("/wasm/deployments/{id}")).await?;
-            let status = d["status"].as_str().unwrap_or_default().to_string();
-            if crate::output::is_terminal(&status) {
-                return if status == "completed" {
-                    Ok(d)
-                } else {
-                    Err(CliError::RolloutFailed {
-                        id: id.to_string(),
-                        status,
-                    })
-                };
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let quiet = deployments::Bar::new(true);
+        let d =
+            deployments::follow(&self.api, id, &quiet, None, Duration::from_millis(100)).await?;
+        deployments::completed(id, d)
     }
 
     /// Stops the nodes (finishing their requests), then the control plane

@@ -183,49 +183,72 @@ pub fn show(d: &Value, json: bool) {
 
 /// Shows a deployment's progress until it ends: a progress bar on a
 /// terminal, one line per change otherwise. Returns the final deployment;
-/// an error if it ended failed or rolled back.
+/// an error if it ended failed or rolled back, waits for someone, or is
+/// still going after `timeout` seconds.
 pub async fn watch(
     api: &Api,
     id: &str,
     json: bool,
     timeout: Option<u64>,
 ) -> Result<Value, CliError> {
+    let d = follow(
+        api,
+        id,
+        &Bar::new(json),
+        timeout,
+        Duration::from_millis(500),
+    )
+    .await?;
+    if json {
+        output::json(&d);
+    }
+    completed(id, d)
+}
+
+/// `d` (a deployment that ended) if it completed, else why not.
+pub fn completed(id: &str, d: Value) -> Result<Value, CliError> {
+    match s(&d, "status").as_str() {
+        "completed" => Ok(d),
+        status => Err(CliError::RolloutFailed {
+            id: id.to_string(),
+            status: status.to_string(),
+        }),
+    }
+}
+
+/// Polls deployment `id` every `every`, showing it on `bar`, until it ends
+/// (completed, failed or rolled back: returned), waits for someone, or
+/// `timeout` seconds pass (both errors).
+pub async fn follow(
+    api: &Api,
+    id: &str,
+    bar: &Bar,
+    timeout: Option<u64>,
+    every: Duration,
+) -> Result<Value, CliError> {
     let path = format!("/wasm/deployments/{}", encode(id));
-    let bar = Bar::new(json);
     let deadline = timeout.map(|t| std::time::Instant::now() + Duration::from_secs(t));
     loop {
         let d = api.get(&path).await?;
         bar.update(&d);
         let status = s(&d, "status");
-        if let Some(reason) = waits_for_someone(&d) {
+        if is_terminal(&status) {
+            bar.finish(&d);
+            return Ok(d);
+        }
+        let stuck = waits_for_someone(&d).or_else(|| {
+            deadline
+                .filter(|t| std::time::Instant::now() >= *t)
+                .map(|_| format!("is still {status} after {} s", timeout.unwrap_or(0)))
+        });
+        if let Some(reason) = stuck {
             bar.finish(&d);
             return Err(CliError::NeedsAction {
                 id: id.to_string(),
                 reason,
             });
         }
-        if deadline.is_some_and(|t| std::time::Instant::now() >= t) {
-            bar.finish(&d);
-            return Err(CliError::NeedsAction {
-                id: id.to_string(),
-                reason: format!("is still {status} after {} s", timeout.unwrap_or(0)),
-            });
-        }
-        if is_terminal(&status) {
-            bar.finish(&d);
-            if json {
-                output::json(&d);
-            }
-            return if status == "completed" {
-                Ok(d)
-            } else {
-                Err(CliError::RolloutFailed {
-                    id: id.to_string(),
-                    status,
-                })
-            };
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(every).await;
     }
 }
 
