@@ -145,6 +145,16 @@ impl Driver for Fleet {
             }
         }
         sim.route = Some(route.clone());
+        drop(nodes);
+        // What the node now serves: one version, or a split.
+        let serves = match &route.candidate {
+            Some(c) if route.weight_percent >= 100.0 => c.clone(),
+            Some(_) if route.weight_percent > 0.0 => "split".into(),
+            _ => route.stable.clone(),
+        };
+        self.calls
+            .lock()
+            .push(format!("route {} {serves}", node.node_id));
         Ok(())
     }
     async fn health(
@@ -630,17 +640,39 @@ async fn blue_green_checks_green_warm_then_switches_at_once() {
             json!({"keepBlueEnvironment": false, "blueRetentionPeriod": "PT10M"}),
         )
         .await;
-    let warm = w
-        .run_until(&d, |d| d.state.phase == 0 && d.state.applied)
-        .await;
-    assert_eq!(
-        warm.current_stage.as_deref(),
-        Some("green warm beside blue")
-    );
-    assert!(w.all_on("1.0.0"), "no traffic before the switch");
     let d = w.run_to_end(&d).await;
     assert_eq!(d.status, DeploymentStatus::Completed);
     assert!(w.all_on("2.0.0"));
+    assert_eq!(d.state.plan[0].name, "green warm beside blue");
+    // From the fleet's history (not a transient state a busy machine can
+    // step over): green was loaded and checked on every node before any
+    // node sent it traffic, and each node went from blue to green in one
+    // switch, never a split.
+    let calls = w.fleet.calls.lock().clone();
+    let first_green_route = calls
+        .iter()
+        .position(|c| c.starts_with("route ") && c.ends_with(" 2.0.0"))
+        .expect("green got traffic");
+    for node in ["ap-1", "ap-2", "eu-1", "eu-2", "us-1", "us-2"] {
+        for before in [format!("load {node} 2.0.0"), format!("health {node} 2.0.0")] {
+            let at = calls.iter().position(|c| *c == before);
+            assert!(
+                at.is_some_and(|i| i < first_green_route),
+                "{before} before any traffic to green: {calls:#?}"
+            );
+        }
+        let served: Vec<&str> = calls
+            .iter()
+            .filter_map(|c| c.strip_prefix(&format!("route {node} ")))
+            .collect();
+        assert!(!served.contains(&"split"), "{node}: {served:?}");
+        let switch = served.iter().position(|v| *v == "2.0.0").unwrap();
+        assert!(
+            served[..switch].iter().all(|v| *v == "1.0.0")
+                && served[switch..].iter().all(|v| *v == "2.0.0"),
+            "{node} switched once: {served:?}"
+        );
+    }
     let checks = w
         .fleet
         .calls
