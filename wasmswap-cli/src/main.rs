@@ -156,27 +156,8 @@ enum ModulesCmd {
     Register {
         /// The .wasm file.
         path: PathBuf,
-        /// Module name.
-        #[arg(long)]
-        name: String,
-        /// Semantic version.
-        #[arg(long)]
-        version: String,
-        /// Description.
-        #[arg(long)]
-        description: Option<String>,
-        /// Memory cap per call, MiB.
-        #[arg(long)]
-        max_memory_mb: Option<u32>,
-        /// CPU share, percent.
-        #[arg(long)]
-        max_cpu_percent: Option<u32>,
-        /// Time limit per call, seconds.
-        #[arg(long)]
-        max_execution_time_seconds: Option<u32>,
-        /// Interfaces it needs (`ns:name@version`, repeatable).
-        #[arg(long = "requires")]
-        required_interfaces: Vec<String>,
+        #[command(flatten)]
+        registration: Registration,
     },
     /// List module versions.
     List {
@@ -462,26 +443,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
 
 async fn modules_cmd(api: &Api, cmd: ModulesCmd, json: bool) -> Result<(), CliError> {
     match cmd {
-        ModulesCmd::Register {
-            path,
-            name,
-            version,
-            description,
-            max_memory_mb,
-            max_cpu_percent,
-            max_execution_time_seconds,
-            required_interfaces,
-        } => {
-            let reg = Registration {
-                name,
-                version,
-                description,
-                max_memory_mb,
-                max_cpu_percent,
-                max_execution_time_seconds,
-                required_interfaces,
-            };
-            let m = modules::register(api, &path, &reg).await?;
+        ModulesCmd::Register { path, registration } => {
+            let m = modules::register(api, &path, &registration).await?;
             modules::show(&m, json);
             Ok(())
         }

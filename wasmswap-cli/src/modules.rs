@@ -7,22 +7,29 @@ use serde_json::Value;
 use crate::client::{Api, CliError};
 use crate::output::{self, s, say};
 
-/// What `modules register` sends besides the binary.
-#[derive(Debug, Clone, Default)]
+/// What `modules register` sends besides the binary (also its flags).
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct Registration {
     /// Module name.
+    #[arg(long)]
     pub name: String,
     /// Semantic version.
+    #[arg(long)]
     pub version: String,
-    /// Free text.
+    /// Description.
+    #[arg(long)]
     pub description: Option<String>,
-    /// Memory cap, MiB.
+    /// Memory cap per call, MiB.
+    #[arg(long)]
     pub max_memory_mb: Option<u32>,
     /// CPU share, percent.
+    #[arg(long)]
     pub max_cpu_percent: Option<u32>,
     /// Time limit per call, seconds.
+    #[arg(long)]
     pub max_execution_time_seconds: Option<u32>,
-    /// Interfaces (`ns:name@version` ids) it needs.
+    /// Interfaces it needs (`ns:name@version`, repeatable).
+    #[arg(long = "requires")]
     pub required_interfaces: Vec<String>,
 }
 

@@ -99,13 +99,6 @@ struct Versions {
 }
 
 impl Versions {
-    fn clone_versions(&self) -> Versions {
-        Versions {
-            candidate: self.candidate.clone(),
-            stable: self.stable.clone(),
-        }
-    }
-
     fn stable_label(&self) -> Option<&str> {
         self.stable.as_ref().map(|m| m.version.as_str())
     }
@@ -499,7 +492,7 @@ impl Engine {
             // A trigger rolls back whatever the strategy's pause rule says:
             // `pauseOnFailure` is about failed checks, not a crashing version.
             if v.stable.is_some() {
-                return self.begin_rollback(d, v.clone_versions(), &reason).await;
+                return self.begin_rollback(d, &v, &reason).await;
             }
             return self.on_failure(d, &v, &phase, &reason).await;
         }
@@ -1334,17 +1327,7 @@ impl Engine {
                 .await?;
             return Ok(());
         }
-        d.state.rolling_back = true;
-        let msg = format!("rolling back: {reason}");
-        let d = self
-            .store
-            .save_deployment(
-                &d,
-                Some(("rolling-back", &msg, serde_json::json!({}))),
-                None,
-            )
-            .await?;
-        self.finish_rollback(d, v).await
+        self.begin_rollback(d, v, reason).await
     }
 
     /// Routes `nodes` back to the stable version only.
@@ -1403,7 +1386,7 @@ impl Engine {
     async fn begin_rollback(
         &self,
         mut d: Deployment,
-        v: Versions,
+        v: &Versions,
         reason: &str,
     ) -> Result<(), EngineError> {
         d.state.rolling_back = true;
@@ -1416,7 +1399,7 @@ impl Engine {
                 None,
             )
             .await?;
-        self.finish_rollback(d, &v).await
+        self.finish_rollback(d, v).await
     }
 
     /// Puts every touched node back on the stable version.
