@@ -73,6 +73,9 @@ pub struct ControlConfig {
     pub blob_grace_secs: Option<u64>,
     /// Milliseconds between housekeeping passes. By default 60000.
     pub housekeeping_interval_ms: Option<u64>,
+    /// Milliseconds a client has to send its request headers before its
+    /// connection is closed (slow-loris guard). By default 10000.
+    pub header_read_timeout_ms: Option<u64>,
     /// Storage.
     #[serde(default)]
     pub store: StoreSettings,
@@ -135,6 +138,7 @@ impl ControlConfig {
             node_call_timeout_secs: None,
             blob_grace_secs: None,
             housekeeping_interval_ms: None,
+            header_read_timeout_ms: None,
             store: StoreSettings::default(),
             auth: AuthSettings::default(),
             rate_limits: RateLimits::default(),

@@ -5,6 +5,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use axum::extract::ConnectInfo;
+use tower::ServiceExt as _;
+use wasmswap_server::ServerLimits;
 
 use crate::api::{ApiSettings, AppState, router};
 use crate::auth::Authenticator;
@@ -43,6 +46,9 @@ pub async fn build_state(config: &ControlConfig, clock: Clock) -> anyhow::Result
             config.housekeeping_interval_ms.unwrap_or(60_000).max(10),
         ),
         engine_tick: Duration::from_millis(200),
+        header_read_timeout: Duration::from_millis(
+            config.header_read_timeout_ms.unwrap_or(10_000).max(1),
+        ),
     };
     Ok(AppState::new(store, auth, node_token, settings)?)
 }
@@ -70,18 +76,33 @@ pub async fn serve_state(
     let engine = tokio::spawn(state.engine().clone().run(async {
         let _ = engine_stopped.await;
     }));
-    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let app = router(state.clone());
     tracing::info!(addr = %listener.local_addr()?, "control plane serving");
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving");
+    // The shared listener rather than `axum::serve`: it cuts off clients that
+    // are slow to send their headers (or send nothing), caps connections and
+    // bounds the graceful stop.
+    let handler = move |req: http::Request<wasmswap_server::Incoming>, peer: SocketAddr| {
+        let mut req = req.map(axum::body::Body::new);
+        req.extensions_mut().insert(ConnectInfo(peer));
+        let app = app.clone();
+        async move {
+            match app.oneshot(req).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            }
+        }
+    };
+    let limits = ServerLimits {
+        header_read_timeout: state.settings().header_read_timeout,
+        ..ServerLimits::default()
+    };
+    wasmswap_server::serve(listener, handler, limits, shutdown).await;
     housekeeping.abort();
     // The engine finishes its step (it saves after every one).
     let _ = engine_stop.send(());
     let _ = engine.await;
     state.store().close().await;
-    served
+    Ok(())
 }
 
 async fn housekeeping(state: AppState) {

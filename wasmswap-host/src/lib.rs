@@ -38,7 +38,6 @@ pub mod data;
 pub mod fetch;
 pub mod metrics;
 pub mod node;
-pub mod server;
 pub mod standalone;
 mod trace;
 
@@ -55,7 +54,7 @@ pub use agent::{Agent, AgentConfig};
 pub use config::{Cli, HostConfig, LogFormat};
 pub use data::{DataPlane, DataPlaneConfig, StickyKey, VERSION_HEADER};
 pub use node::{HealthSpec, Node, NodeOptions, RouteMode, RouteSpec, VersionSpec};
-pub use server::ServerLimits;
+pub use wasmswap_server::ServerLimits;
 
 /// Runs `work` until it ends or `stop` resolves.
 async fn until(work: impl Future<Output = ()>, stop: impl Future<Output = ()>) {
@@ -133,11 +132,11 @@ impl Host {
                 max_invoke_body: config.max_invoke_body,
             },
         );
-        let handler = move |req| {
+        let handler = move |req, _peer| {
             let data = data.clone();
             async move { data.handle(req).await }
         };
-        tasks.push(tokio::spawn(server::serve(
+        tasks.push(tokio::spawn(wasmswap_server::serve(
             listener,
             handler,
             limits,
@@ -158,11 +157,11 @@ impl Host {
                     max_body: 1 << 20,
                 },
             );
-            let handler = move |req| {
+            let handler = move |req, _peer| {
                 let agent = agent.clone();
                 async move { agent.handle(req).await }
             };
-            tasks.push(tokio::spawn(server::serve(
+            tasks.push(tokio::spawn(wasmswap_server::serve(
                 listener,
                 handler,
                 limits,

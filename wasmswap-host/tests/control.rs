@@ -10,7 +10,8 @@ use parking_lot::Mutex;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use wasmswap_host::body::json as json_resp;
-use wasmswap_host::{Host, HostConfig, server};
+use wasmswap_host::{Host, HostConfig};
+use wasmswap_server as server;
 
 const TOKEN: &str = "control-token-0123456789";
 
@@ -29,7 +30,7 @@ impl Recorder {
     async fn serve(&self, listener: TcpListener, stop: tokio::sync::watch::Receiver<bool>) {
         let seen = self.seen.clone();
         let known: Arc<Mutex<Vec<String>>> = Arc::default();
-        let handler = move |req: http::Request<hyper::body::Incoming>| {
+        let handler = move |req: http::Request<hyper::body::Incoming>, _peer| {
             let (seen, known) = (seen.clone(), known.clone());
             async move {
                 use http_body_util::BodyExt;

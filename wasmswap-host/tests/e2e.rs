@@ -10,7 +10,8 @@ use parking_lot::Mutex;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use wasmswap_host::body::{full, json as json_resp};
-use wasmswap_host::{Host, HostConfig, server};
+use wasmswap_host::{Host, HostConfig};
+use wasmswap_server as server;
 
 const TOKEN: &str = "test-token-0123456789";
 
@@ -32,7 +33,7 @@ impl Blobs {
         let blobs: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
         let (stop, mut rx) = tokio::sync::watch::channel(false);
         let served = blobs.clone();
-        let handler = move |req: http::Request<hyper::body::Incoming>| {
+        let handler = move |req: http::Request<hyper::body::Incoming>, _peer| {
             let served = served.clone();
             async move {
                 let key = req.uri().path().trim_start_matches("/blobs/").to_string();
@@ -974,6 +975,20 @@ async fn oversized_and_stalled_requests_are_cut_off() {
             );
             assert!(started.elapsed() < Duration::from_secs(3), "{sent:?}");
         }
+        // Headers past hyper's buffer: 431, and the connection is closed.
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let huge = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+            "a".repeat(512 * 1024)
+        );
+        s.write_all(huge.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer))
+            .await
+            .expect("the server closes the connection")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 431"), "{answer:.200}");
     }
     // And the node still serves.
     let r = c

@@ -78,6 +78,9 @@ pub struct ApiSettings {
     /// How often the rollout engine looks at its work (it is also woken by
     /// every control). By default 200 ms.
     pub engine_tick: Duration,
+    /// A client must send its request headers within this, or its
+    /// connection is closed (slow-loris guard). By default 10 s.
+    pub header_read_timeout: Duration,
 }
 
 impl Default for ApiSettings {
@@ -90,6 +93,7 @@ impl Default for ApiSettings {
             blob_grace: Duration::from_millis(crate::store::BLOB_GRACE_MS as u64),
             housekeeping_every: Duration::from_secs(60),
             engine_tick: Duration::from_millis(200),
+            header_read_timeout: Duration::from_secs(10),
         }
     }
 }

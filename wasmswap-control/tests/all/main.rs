@@ -12,6 +12,7 @@ mod execute;
 mod interfaces;
 mod jwt;
 mod limits;
+mod listener;
 mod modules;
 mod nodes;
 mod rollout_e2e;

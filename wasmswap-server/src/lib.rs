@@ -1,20 +1,33 @@
-//! Accepting connections: HTTP/1.1 and HTTP/2 on one listener, a limit on
-//! how long request headers may take, and a graceful stop.
+//! The HTTP listener shared by the edge node's two listeners and the control
+//! plane: HTTP/1.1 and HTTP/2 on one port, a limit on how long request
+//! headers may take (slow-loris guard, also for a client that connects and
+//! sends nothing), a cap on open connections, and a graceful stop.
+//!
+//! ```no_run
+//! # async fn run() -> std::io::Result<()> {
+//! use wasmswap_server::{serve, ServerLimits};
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let handler = |_req: http::Request<hyper::body::Incoming>, _peer| async {
+//!     http::Response::new(String::from("hello"))
+//! };
+//! serve(listener, handler, ServerLimits::default(), std::future::pending()).await;
+//! # Ok(()) }
+//! ```
 
 use std::convert::Infallible;
+use std::error::Error as StdError;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use hyper::body::Incoming;
+pub use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::body::Response;
-
-/// Connection settings shared by both listeners.
+/// Connection settings of a listener.
 #[derive(Debug, Clone, Copy)]
 pub struct ServerLimits {
     /// A client must send its request headers within this (slow-loris guard).
@@ -37,14 +50,18 @@ impl Default for ServerLimits {
 
 /// Serves `handler` on `listener` until `shutdown` resolves; then stops
 /// accepting, lets open requests finish (up to the grace period) and returns.
-pub async fn serve<H, Fut>(
+/// The handler gets each request and the address of the peer that sent it.
+pub async fn serve<H, Fut, B>(
     listener: TcpListener,
     handler: H,
     limits: ServerLimits,
     shutdown: impl Future<Output = ()>,
 ) where
-    H: Fn(http::Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Response> + Send + 'static,
+    H: Fn(http::Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = http::Response<B>> + Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -83,7 +100,7 @@ pub async fn serve<H, Fut>(
                 let handler = handler.clone();
                 let svc = service_fn(move |req| {
                     let handler = handler.clone();
-                    async move { Ok::<_, Infallible>(handler(req).await) }
+                    async move { Ok::<_, Infallible>(handler(req, peer).await) }
                 });
                 let builder = builder.clone();
                 let watcher = graceful.watcher();
