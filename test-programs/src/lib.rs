@@ -26,3 +26,28 @@ pub fn wat(name: &str) -> Vec<u8> {
     );
     wat::parse_file(&path).unwrap_or_else(|e| panic!("assembling {path}: {e}"))
 }
+
+/// A valid core module that is slow to compile: `functions` functions, each
+/// a long chain of dependent arithmetic on its locals (about 40 KB of code
+/// apiece), and the exports `run` and `health_check`, which return 1.
+pub fn slow_to_compile(functions: usize) -> Vec<u8> {
+    use std::fmt::Write as _;
+    let mut wat = String::from("(module\n");
+    for f in 0..functions {
+        let _ = write!(
+            wat,
+            "(func $f{f} (param i32) (result i32) (local i32 i32 i32)\n"
+        );
+        for i in 0..2_000 {
+            let (a, b) = (i % 4, (i + 1) % 4);
+            let _ = writeln!(
+                wat,
+                "local.get {a} local.get {b} i32.mul i32.const {i} i32.xor local.set {b}"
+            );
+        }
+        wat.push_str("local.get 1)\n");
+    }
+    wat.push_str("(func (export \"run\") (result i32) i32.const 1)\n");
+    wat.push_str("(func (export \"health_check\") (result i32) i32.const 1))\n");
+    wat::parse_str(&wat).expect("generated WAT assembles")
+}

@@ -37,6 +37,10 @@ pub struct Limits {
     pub max_tables: u32,
     /// Maximum linear memories per store. Default 10.
     pub max_memories: u32,
+    /// Maximum host resources (handles: streams, pollables, HTTP fields and
+    /// bodies…) a component may hold open at once. They live in host
+    /// memory, outside the guest's memory limit. Default 10,000.
+    pub max_resources: u32,
     /// Fuel budget per call (needs [`RuntimeConfig::fuel`]); `None` for none.
     /// Default `None`.
     ///
@@ -55,6 +59,7 @@ impl Default for Limits {
             max_instances: 50,
             max_tables: 50,
             max_memories: 10,
+            max_resources: 10_000,
             fuel: None,
         }
     }
@@ -85,8 +90,14 @@ impl Limits {
         if self.cpu_time_ms == Some(0) {
             return bad("cpuTimeMs must be positive".into());
         }
-        if self.max_instances == 0 || self.max_tables == 0 || self.max_memories == 0 {
-            return bad("maxInstances, maxTables and maxMemories must be positive".into());
+        if self.max_instances == 0
+            || self.max_tables == 0
+            || self.max_memories == 0
+            || self.max_resources == 0
+        {
+            return bad(
+                "maxInstances, maxTables, maxMemories and maxResources must be positive".into(),
+            );
         }
         Ok(())
     }

@@ -110,9 +110,11 @@ impl P2State {
         caps: &crate::sandbox::Capabilities,
         limits: &Limits,
     ) -> crate::error::Result<Self> {
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(limits.max_resources as usize);
         Ok(Self {
             wasi: caps.builder()?.build(),
-            table: ResourceTable::new(),
+            table,
             limiter: StoreLimiter::new(limits),
             clock: CallClock::new(limits),
             #[cfg(feature = "http")]
@@ -221,6 +223,14 @@ pub(crate) fn classify<T: CallData>(
         return Error::TableLimit {
             limit: limiter.table_elements,
         };
+    }
+    if let Some(wasmtime::component::ResourceTableError::Full) =
+        err.downcast_ref::<wasmtime::component::ResourceTableError>()
+    {
+        return Error::ResourceLimit(format!(
+            "the guest holds more than {} host resources (maxResources)",
+            limits.max_resources
+        ));
     }
     if let Some(pool) = err.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
         return Error::PoolExhausted(pool.to_string());

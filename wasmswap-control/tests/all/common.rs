@@ -2,6 +2,7 @@
 //! one user per role, and helpers to call its router without a socket.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
@@ -15,6 +16,7 @@ use wasmswap_control::auth::{Authenticator, Role, SigningKey, UserConfig, hash_p
 use wasmswap_control::clock::Clock;
 use wasmswap_control::rate::RateLimits;
 use wasmswap_control::store::{Store, StoreConfig};
+use wasmswap_host::{Host, HostConfig};
 
 pub const NODE_TOKEN: &str = "node-token-0123456789abcdef";
 pub const SECRET: &[u8] = b"an-hs256-test-secret-of-32-bytes-or-more";
@@ -247,4 +249,40 @@ pub fn module_returning(n: i64) -> Vec<u8> {
         r#"(module (func (export "f") (result i64) i64.const {n}))"#
     ))
     .unwrap()
+}
+
+/// A real node on 127.0.0.1 that registers with the control plane at `cp`.
+pub async fn start_node(id: &str, region: &str, cp: &str) -> Host {
+    Host::start(HostConfig {
+        node_id: id.into(),
+        region: region.into(),
+        zone: format!("{region}-a"),
+        listen: ([127, 0, 0, 1], 0).into(),
+        agent: Some((([127, 0, 0, 1], 0).into(), NODE_TOKEN.into())),
+        control_plane: Some(cp.to_string()),
+        heartbeat_interval: Duration::from_millis(100),
+        max_modules: 20,
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// Waits until `n` nodes are healthy.
+pub async fn wait_nodes(app: &TestApp, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = app
+            .get("/api/v1/wasm/nodes?status=healthy", Role::Viewer)
+            .await;
+        if r.json.as_array().is_some_and(|a| a.len() >= n) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nodes did not register: {}",
+            r.json
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -2,7 +2,7 @@
 //! register and heartbeat over HTTP with a control plane serving on a
 //! socket: placement, failover, guest faults, capacity.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::StatusCode;
 use serde_json::json;
@@ -11,43 +11,8 @@ use tokio::net::TcpListener;
 use wasmswap_control::api::ApiSettings;
 use wasmswap_control::auth::Role;
 use wasmswap_control::store::StoreConfig;
-use wasmswap_host::{Host, HostConfig};
 
-use super::common::{NODE_TOKEN, TestApp, generous};
-
-async fn start_node(id: &str, region: &str, cp: &str) -> Host {
-    Host::start(HostConfig {
-        node_id: id.into(),
-        region: region.into(),
-        zone: format!("{region}-a"),
-        listen: ([127, 0, 0, 1], 0).into(),
-        agent: Some((([127, 0, 0, 1], 0).into(), NODE_TOKEN.into())),
-        control_plane: Some(cp.to_string()),
-        heartbeat_interval: Duration::from_millis(100),
-        max_modules: 20,
-        ..Default::default()
-    })
-    .await
-    .unwrap()
-}
-
-async fn wait_nodes(app: &TestApp, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let r = app
-            .get("/api/v1/wasm/nodes?status=healthy", Role::Viewer)
-            .await;
-        if r.json.as_array().is_some_and(|a| a.len() >= n) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "nodes did not register: {}",
-            r.json
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use super::common::{TestApp, generous, start_node, wait_nodes};
 
 #[tokio::test]
 async fn runs_on_a_healthy_node_and_fails_over() {

@@ -9,6 +9,7 @@ mod common;
 mod config;
 mod crash;
 mod execute;
+mod hostile;
 mod interfaces;
 mod jwt;
 mod limits;

@@ -3,6 +3,13 @@
 
 use std::hint::black_box;
 
+/// Healthy: the module passes a rollout's health check, and is hostile only
+/// when its other exports are called.
+#[unsafe(no_mangle)]
+pub extern "C" fn health_check() -> i32 {
+    1
+}
+
 /// Never returns.
 #[unsafe(no_mangle)]
 pub extern "C" fn infinite_loop() -> i32 {

@@ -47,6 +47,27 @@ impl Guest for Probe {
         // interruption cannot reach.
         std::thread::sleep(std::time::Duration::from_millis(ms));
     }
+    fn health_check() -> bool {
+        true
+    }
+    fn hold_resources(count: u32) -> u32 {
+        // Each pollable is an entry in the host's resource table, in host
+        // memory: the guest's memory limit does not see it.
+        let held: Vec<_> = (0..count)
+            .map(|_| wasip2::clocks::monotonic_clock::subscribe_duration(1_000_000_000))
+            .collect();
+        held.len() as u32
+    }
+    fn flood_stdout() -> u64 {
+        let chunk = [b'x'; 64 * 1024];
+        let mut written = 0u64;
+        loop {
+            if std::io::stdout().write_all(&chunk).is_ok() {
+                written += chunk.len() as u64;
+            }
+            std::hint::black_box(written);
+        }
+    }
     fn random_u64() -> u64 {
         // HashMap's RandomState is seeded from WASI random.
         use std::hash::{BuildHasher, RandomState};
