@@ -1,0 +1,247 @@
+//! A well-behaved service's latency on an edge node while another service
+//! on the same node is attacked by hostile calls, beside the same node
+//! unloaded, in one run: p50, p99 and max per phase, the p99 ratio (target
+//! ≤ 1.10), and the failed calls (must be 0).
+//!
+//! `cargo bench -p wasmswap-benches --bench hostile`
+//!
+//! The node is a real `wasmswap-host` on 127.0.0.1 (data plane and agent
+//! API over HTTP). The bystander sends `calc/add` at a fixed rate (open
+//! loop, so a stall shows as latency rather than as fewer requests); the
+//! attacker keeps one hostile call in flight at a time, cycling through an
+//! infinite loop, a memory bomb, deep recursion and a CPU hog, each with
+//! the limits a tenant would get (1 s, 32 MiB, 50 % of a core).
+
+// A report printer: its output is the point.
+#![allow(clippy::print_stdout)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sha2::Digest as _;
+use wasmswap_host::{Host, HostConfig};
+
+const TOKEN: &str = "bench-agent-token";
+/// Bystander requests per second, and seconds per phase.
+const RATE: u64 = 200;
+const PHASE_SECS: u64 = 10;
+/// Phases alternate unloaded / attacked so that drift on a shared machine
+/// hits both alike.
+const ROUNDS: usize = 3;
+
+/// Serves the guests' bytes to the node's fetcher.
+async fn blob_server(blobs: HashMap<String, Vec<u8>>) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let blobs = Arc::new(blobs);
+    let handler = move |req: http::Request<wasmswap_server::Incoming>, _peer| {
+        let blobs = blobs.clone();
+        async move {
+            let key = req.uri().path().trim_start_matches('/');
+            let body = blobs.get(key).cloned().unwrap_or_default();
+            http::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)))
+        }
+    };
+    tokio::spawn(wasmswap_server::serve(
+        listener,
+        handler,
+        Default::default(),
+        std::future::pending(),
+    ));
+    addr
+}
+
+async fn deploy(
+    http: &reqwest::Client,
+    agent: &str,
+    blobs: std::net::SocketAddr,
+    service: &str,
+    bytes: &[u8],
+    limits: Value,
+) {
+    let sha = hex::encode(sha2::Sha256::digest(bytes));
+    let r = http
+        .post(format!("{agent}/v1/versions"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"service": service, "version": "v1", "sha256": sha,
+            "url": format!("http://{blobs}/{service}"), "limits": limits}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.status().is_success(),
+        "load {service}: {}",
+        r.text().await.unwrap()
+    );
+    let r = http
+        .put(format!("{agent}/v1/services/{service}/route"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"stable": "v1"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "route {service}");
+}
+
+/// One phase of bystander traffic: latencies and failures.
+async fn bystander(http: &reqwest::Client, data: &str) -> (Vec<Duration>, u64) {
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / RATE));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut calls = Vec::new();
+    for _ in 0..RATE * PHASE_SECS {
+        tick.tick().await;
+        let (http, url) = (http.clone(), format!("{data}/_invoke/calc/add"));
+        // The time the request was due, so a stalled sender counts too.
+        let due = Instant::now();
+        calls.push(tokio::spawn(async move {
+            let ok = match http.post(url).json(&json!([40, 2])).send().await {
+                Ok(r) => r.json::<Value>().await.is_ok_and(|v| v == json!(42)),
+                Err(_) => false,
+            };
+            (due.elapsed(), ok)
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut failed = 0;
+    for c in calls {
+        let (took, ok) = c.await.unwrap();
+        latencies.push(took);
+        failed += u64::from(!ok);
+    }
+    latencies.sort();
+    (latencies, failed)
+}
+
+/// Keeps one hostile call in flight until stopped; returns the error codes seen.
+async fn attacker(
+    http: reqwest::Client,
+    data: String,
+    stop: Arc<AtomicBool>,
+) -> HashMap<String, u64> {
+    let mut seen = HashMap::new();
+    let attacks = [
+        ("infinite_loop", json!([])),
+        ("memory_bomb", json!([])),
+        ("deep_recursion", json!([])),
+        ("cpu_hog", json!([1_000_000])),
+    ];
+    let mut i = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let (func, args) = &attacks[i % attacks.len()];
+        i += 1;
+        let code = match http
+            .post(format!("{data}/_invoke/bad/{func}"))
+            .json(args)
+            .send()
+            .await
+        {
+            Ok(r) => r
+                .json::<Value>()
+                .await
+                .ok()
+                .and_then(|v| v["error"]["code"].as_str().map(String::from))
+                .unwrap_or_else(|| "ok".into()),
+            Err(_) => "transport".into(),
+        };
+        *seen.entry(format!("{func}: {code}")).or_default() += 1;
+    }
+    seen
+}
+
+fn pct(l: &[Duration], q: f64) -> f64 {
+    l[((l.len() as f64 - 1.0) * q).round() as usize].as_secs_f64() * 1e3
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let calc = test_programs::bytes(test_programs::NUMERIC_MODULE);
+        let bad = test_programs::bytes(test_programs::HOSTILE_MODULE);
+        let blobs = blob_server(HashMap::from([
+            ("calc".to_string(), calc.clone()),
+            ("bad".to_string(), bad.clone()),
+        ]))
+        .await;
+        let host = Host::start(HostConfig {
+            listen: ([127, 0, 0, 1], 0).into(),
+            agent: Some((([127, 0, 0, 1], 0).into(), TOKEN.into())),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let http = reqwest::Client::new();
+        let agent = format!("http://{}", host.agent_addr().unwrap());
+        let data = format!("http://{}", host.data_addr());
+        deploy(&http, &agent, blobs, "calc", &calc, json!({})).await;
+        deploy(
+            &http,
+            &agent,
+            blobs,
+            "bad",
+            &bad,
+            json!({"timeoutMs": 1000, "maxMemoryMB": 32, "maxCpuPercent": 50}),
+        )
+        .await;
+        // Warm up: connections, pooled slots, compiled code.
+        let _ = bystander(&http, &data).await;
+
+        let (mut quiet, mut attacked) = (Vec::new(), Vec::new());
+        let (mut quiet_failed, mut attacked_failed) = (0, 0);
+        let mut codes: HashMap<String, u64> = HashMap::new();
+        let attacks = AtomicU64::new(0);
+        for _ in 0..ROUNDS {
+            let (l, f) = bystander(&http, &data).await;
+            quiet.extend(l);
+            quiet_failed += f;
+            let stop = Arc::new(AtomicBool::new(false));
+            let attack = tokio::spawn(attacker(http.clone(), data.clone(), stop.clone()));
+            let (l, f) = bystander(&http, &data).await;
+            attacked.extend(l);
+            attacked_failed += f;
+            stop.store(true, Ordering::Relaxed);
+            for (k, v) in attack.await.unwrap() {
+                attacks.fetch_add(v, Ordering::Relaxed);
+                *codes.entry(k).or_default() += v;
+            }
+        }
+        quiet.sort();
+        attacked.sort();
+        println!("well-behaved `calc/add` at {RATE} req/s, {ROUNDS} x {PHASE_SECS} s per phase\n");
+        println!("| phase | calls | failed | p50 | p99 | max |");
+        println!("|---|---|---|---|---|---|");
+        for (name, l, f) in [
+            ("unloaded", &quiet, quiet_failed),
+            ("under attack", &attacked, attacked_failed),
+        ] {
+            println!(
+                "| {name} | {} | {f} | {:.2} ms | {:.2} ms | {:.2} ms |",
+                l.len(),
+                pct(l, 0.5),
+                pct(l, 0.99),
+                l.last().unwrap().as_secs_f64() * 1e3
+            );
+        }
+        println!(
+            "\np99 under attack / unloaded: {:.2} (target ≤ 1.10)",
+            pct(&attacked, 0.99) / pct(&quiet, 0.99)
+        );
+        let mut codes: Vec<_> = codes.into_iter().collect();
+        codes.sort();
+        println!(
+            "hostile calls: {} ({})",
+            attacks.into_inner(),
+            codes
+                .iter()
+                .map(|(k, v)| format!("{k} x{v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        host.shutdown().await;
+    });
+}
