@@ -128,6 +128,15 @@ async fn attacker(
         ("deep_recursion", json!([])),
         ("cpu_hog", json!([1_000_000])),
     ];
+    // `HOSTILE_ATTACKS=infinite_loop,cpu_hog` narrows the mix.
+    let only = std::env::var("HOSTILE_ATTACKS").ok();
+    let attacks: Vec<_> = attacks
+        .into_iter()
+        .filter(|(f, _)| {
+            only.as_deref()
+                .is_none_or(|o| o.split(',').any(|x| x == *f))
+        })
+        .collect();
     let mut i = 0;
     while !stop.load(Ordering::Relaxed) {
         let (func, args) = &attacks[i % attacks.len()];

@@ -42,7 +42,7 @@ impl Default for RuntimeConfig {
             max_memory_bytes: 512 * MIB,
             max_table_elements: 100_000,
             max_wasm_stack: 512 << 10,
-            epoch_tick: Duration::from_millis(2),
+            epoch_tick: Duration::from_micros(500),
             max_module_bytes: 50 << 20,
             compile_timeout: Duration::from_secs(60),
             cache_dir: None,
@@ -106,7 +106,10 @@ impl RuntimeConfig {
     }
 
     /// Period of the epoch ticker thread: the granularity of timeouts and of
-    /// CPU-share throttling. By default this is 2 ms.
+    /// CPU-share throttling, and the longest a computing guest holds its
+    /// executor thread before yielding to other tasks on it. By default
+    /// 500 µs (at 2 ms, a hostile tenant raised another tenant's p99 on the
+    /// same node from 0.6 to 2.2 ms; see `benches/benches/hostile.rs`).
     pub fn epoch_tick(&mut self, tick: Duration) -> &mut Self {
         self.epoch_tick = tick;
         self
