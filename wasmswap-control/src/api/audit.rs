@@ -14,6 +14,7 @@ use crate::store::AuditFilter;
 
 /// Audit filters and paging.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditParams {
     /// Only this actor.
@@ -23,8 +24,10 @@ pub struct AuditParams {
     /// Only this target.
     pub target: Option<String>,
     /// Page size, 1–500. By default 100.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
     /// Page start. By default 0.
+    #[param(minimum = 0)]
     pub offset: Option<i64>,
 }
 

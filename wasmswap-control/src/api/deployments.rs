@@ -60,6 +60,7 @@ pub async fn create(
 
 /// List filters.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeploymentListParams {
     /// Only this service (module name).
@@ -67,6 +68,7 @@ pub struct DeploymentListParams {
     /// Only this status.
     pub status: Option<DeploymentStatus>,
     /// At most this many, 1–100. By default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
 }
 

@@ -24,6 +24,7 @@ pub struct ExecuteRequest {
     pub module_id: String,
     /// The exported function (a component's `interface#function` for
     /// functions inside exported interfaces).
+    #[schema(min_length = 1, max_length = 256)]
     pub function_name: String,
     /// Arguments: a JSON array (positional) or object (by parameter name).
     #[serde(default)]

@@ -21,10 +21,15 @@ use crate::store::{NewInterface, interface_id};
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RegisterInterfaceRequest {
     /// WIT package namespace (`wasi`, `acme`).
+    #[schema(pattern = r"^[a-z][a-z0-9-]{0,63}$")]
     pub namespace: String,
     /// WIT package name.
+    #[schema(pattern = r"^[a-z][a-z0-9-]{0,63}$")]
     pub name: String,
     /// Semantic version; the WIT must declare `package {namespace}:{name}@{version};`.
+    #[schema(
+        pattern = r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+    )]
     pub version: String,
     /// The WIT text (one file).
     pub wit: String,
@@ -243,6 +248,7 @@ pub async fn register(
 
 /// Interface filters.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct InterfaceListParams {
     /// Only this namespace.

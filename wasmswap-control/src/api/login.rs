@@ -18,8 +18,10 @@ use crate::rate::Class;
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     /// User name.
+    #[schema(min_length = 1, max_length = 128)]
     pub username: String,
     /// Password.
+    #[schema(max_length = 1024)]
     pub password: String,
 }
 

@@ -26,9 +26,14 @@ use crate::store::ModuleFilter;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RegisterModuleRequest {
-    /// `[a-z0-9][a-z0-9._-]*`, at most 64 characters.
+    /// `[a-z0-9][a-z0-9._-]*`, at most 64 characters, without `-v` before
+    /// a digit (where a module id's version starts).
+    #[schema(pattern = r"^(?!.*-v[0-9])[a-z0-9][a-z0-9._-]{0,63}$")]
     pub name: String,
     /// Semantic version (`1.2.3`, `1.2.3-beta.1`).
+    #[schema(
+        pattern = r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+    )]
     pub version: String,
     /// Free text.
     #[serde(default)]
@@ -53,6 +58,7 @@ pub struct RegisterModuleRequest {
 
 /// Query parameters of a raw upload.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RawUploadParams {
     /// Module name.
@@ -94,6 +100,7 @@ pub struct ModuleList {
 
 /// List filters and paging.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     /// Only this module name.
@@ -101,8 +108,10 @@ pub struct ListParams {
     /// Only this status (`registered`, `deployed`).
     pub status: Option<ModuleStatus>,
     /// Page size, 1–100. By default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// Page start. By default 0.
+    #[param(minimum = 0)]
     pub offset: Option<i64>,
 }
 
@@ -552,7 +561,7 @@ pub async fn delete(
 
 /// A binary by SHA-256 (what nodes fetch), verified before it is sent.
 #[utoipa::path(get, path = "/api/v1/wasm/binaries/{checksum}", tag = "modules",
-    params(("checksum" = String, Path, description = "SHA-256, 64 hex digits")),
+    params(("checksum" = String, Path, description = "SHA-256, 64 hex digits", pattern = "^[0-9a-f]{64}$")),
     responses((status = 200, content_type = "application/wasm", body = Vec<u8>),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 401, body = ErrorBody)),

@@ -132,6 +132,7 @@ pub async fn heartbeat(
 
 /// Node list filter.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct NodeListParams {
     /// Only this region.

@@ -26,7 +26,7 @@ use utoipa::{Modify, OpenApi};
         super::audit::list,
         super::system::health, super::system::metrics,
     ),
-    modifiers(&Bearer),
+    modifiers(&Bearer, &CommonResponses),
     tags(
         (name = "auth"), (name = "modules"), (name = "nodes"), (name = "interfaces"),
         (name = "execute"), (name = "deployments"), (name = "audit"), (name = "system")
@@ -48,6 +48,65 @@ impl Modify for Bearer {
                     .build(),
             ),
         );
+    }
+}
+
+/// Answers every route can give that its handler does not declare: 429
+/// where a rate limit applies (every authenticated route, and login), and
+/// 400 and 415 where there is a JSON body (bad JSON, a body that is not
+/// JSON).
+struct CommonResponses;
+
+impl Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for op in operations.into_iter().flatten() {
+                let responses = &mut op.responses.responses;
+                let limited = op.security.as_ref().is_some_and(|s| !s.is_empty())
+                    || path.ends_with("/authentication/login");
+                if limited {
+                    responses.entry("429".into()).or_insert_with(|| {
+                        error("Rate limit reached (`Retry-After` says when to retry).").into()
+                    });
+                }
+                let queried =
+                    op.parameters.iter().flatten().any(|p| {
+                        matches!(p.parameter_in, utoipa::openapi::path::ParameterIn::Query)
+                    });
+                if queried || op.request_body.is_some() {
+                    responses.entry("400".into()).or_insert_with(|| {
+                        error(
+                            "A query parameter or the body is malformed, unknown or out of range.",
+                        )
+                        .into()
+                    });
+                }
+                if op.request_body.is_some() {
+                    responses.entry("415".into()).or_insert_with(|| {
+                        error("The body's `Content-Type` is not one this route accepts.").into()
+                    });
+                }
+            }
+        }
     }
 }
 

@@ -35,7 +35,7 @@ fn check_scope(scope: &str) -> Result<(), ApiError> {
 /// Pins a node (`scope` = `node`) or a region (`region`) of a service to a
 /// version. Admin only. Refused while a deployment of the service is underway.
 #[utoipa::path(put, path = "/api/v1/wasm/services/{service}/pins/{scope}/{target}", tag = "deployments",
-    params(("service" = String, Path), ("scope" = String, Path, description = "`node` or `region`"), ("target" = String, Path)),
+    params(("service" = String, Path), ("scope" = String, Path, description = "`node` or `region`", pattern = "^(node|region)$"), ("target" = String, Path)),
     request_body = PinRequest,
     responses((status = 200, body = Pin), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),

@@ -309,6 +309,7 @@ pub struct DeploymentSpec {
     #[serde(default = "default_env")]
     pub environment: String,
     /// `canary`, `blue-green`, `rolling`, `regional` or `ab`.
+    #[schema(pattern = "^(canary|blue-green|rolling|regional|ab)$")]
     pub strategy: String,
     /// The strategy's settings (see [`Strategy`]; all optional; `null` or
     /// absent: the defaults).

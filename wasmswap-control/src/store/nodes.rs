@@ -11,11 +11,14 @@ use crate::model::{Actor, Node, NodeCapacity, NodeHealth, rfc3339};
 #[serde(rename_all = "camelCase")]
 pub struct NodeUpdate {
     /// Unique id (`[A-Za-z0-9._-]`, at most 64 characters).
+    #[schema(pattern = r"^[A-Za-z0-9._-]{1,64}$")]
     pub node_id: String,
-    /// Region.
+    /// Region (`[A-Za-z0-9._-]`, at most 64 characters).
+    #[schema(pattern = r"^[A-Za-z0-9._-]{1,64}$")]
     pub region: String,
-    /// Zone within the region.
+    /// Zone within the region (`[A-Za-z0-9._-]`, at most 64 characters).
     #[serde(default)]
+    #[schema(pattern = r"^[A-Za-z0-9._-]{0,64}$")]
     pub zone: String,
     /// Capacity.
     pub capacity: NodeCapacity,
