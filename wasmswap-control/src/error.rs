@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::store::StoreError;
+use crate::store::{StoreError, Unwritable};
 
 tokio::task_local! {
     /// The current request's id (set by the request-id middleware).
@@ -145,6 +145,18 @@ impl From<StoreError> for ApiError {
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "storage_integrity",
                     "the stored binary failed verification; an operator has to restore it",
+                )
+            }
+            StoreError::BlobUnwritable(why) => {
+                tracing::error!(request_id = %request_id(), error = %e, "blob store refused a write");
+                let (status, code) = match why {
+                    Unwritable::Full => (StatusCode::INSUFFICIENT_STORAGE, "storage_full"),
+                    Unwritable::ReadOnly => (StatusCode::SERVICE_UNAVAILABLE, "storage_read_only"),
+                };
+                ApiError::new(
+                    status,
+                    code,
+                    format!("the binary store is {why}; nothing was saved"),
                 )
             }
             StoreError::Busy(message) => {

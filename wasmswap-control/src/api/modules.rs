@@ -365,6 +365,8 @@ async fn inspect(state: &AppState, binary: Bytes) -> Result<wasmswap_core::Artif
     responses(
         (status = 201, body = Module),
         (status = 400, body = ErrorBody, description = "invalid wasm or metadata"),
+        (status = 503, body = ErrorBody, description = "`storage_read_only`: the binary store refuses writes; nothing was saved"),
+        (status = 507, body = ErrorBody, description = "`storage_full`: the binary store is full; nothing was saved"),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "this version exists"),
         (status = 413, body = ErrorBody, description = "over 50 MiB"),

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use object_store::{ObjectStore, PutPayload, path::Path};
 use sha2::{Digest, Sha256};
 
-use super::StoreError;
+use super::{StoreError, Unwritable};
 
 /// zstd level: a 3-5x smaller wasm binary for a few milliseconds per MiB.
 const ZSTD_LEVEL: i32 = 3;
@@ -107,7 +107,7 @@ impl Blobs {
         self.store
             .put(&key, PutPayload::from(compressed))
             .await
-            .map_err(|e| StoreError::Blob(e.to_string()))?;
+            .map_err(write_failure)?;
         self.sync(checksum).await?;
         Ok(size)
     }
@@ -170,4 +170,29 @@ impl Blobs {
             .map(|_| ())
             .map_err(|e| StoreError::Blob(e.to_string()))
     }
+}
+
+/// A failed write, told apart by cause: a full or read-only store is the
+/// operator's to fix and is said so; anything else is an internal error.
+fn write_failure(e: object_store::Error) -> StoreError {
+    use std::io::ErrorKind;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                ErrorKind::StorageFull | ErrorKind::QuotaExceeded => {
+                    return StoreError::BlobUnwritable(Unwritable::Full);
+                }
+                ErrorKind::ReadOnlyFilesystem | ErrorKind::PermissionDenied => {
+                    return StoreError::BlobUnwritable(Unwritable::ReadOnly);
+                }
+                _ => {}
+            }
+        }
+        source = err.source();
+    }
+    if matches!(e, object_store::Error::PermissionDenied { .. }) {
+        return StoreError::BlobUnwritable(Unwritable::ReadOnly);
+    }
+    StoreError::Blob(e.to_string())
 }

@@ -44,6 +44,17 @@ pub use pins::Pin;
 
 use crate::clock::Clock;
 
+/// Why the blob store refused a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Unwritable {
+    /// No space left (`ENOSPC`, a quota).
+    #[error("full")]
+    Full,
+    /// Read-only or not permitted (`EROFS`, `EACCES`, an S3 403).
+    #[error("read-only")]
+    ReadOnly,
+}
+
 /// What went wrong in the store.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -63,6 +74,9 @@ pub enum StoreError {
     /// The object store failed.
     #[error("blob store error: {0}")]
     Blob(String),
+    /// The object store refused to take a binary: nothing was written.
+    #[error("the blob store is {0}")]
+    BlobUnwritable(Unwritable),
     /// A row names a binary whose object is gone.
     #[error("binary {0} is missing from the blob store")]
     BlobMissing(String),

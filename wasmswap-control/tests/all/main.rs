@@ -5,6 +5,7 @@
 
 mod api_docs;
 mod authz;
+mod blob_faults;
 mod common;
 mod config;
 mod crash;
