@@ -34,9 +34,9 @@ pub fn slow_to_compile(functions: usize) -> Vec<u8> {
     use std::fmt::Write as _;
     let mut wat = String::from("(module\n");
     for f in 0..functions {
-        let _ = write!(
+        let _ = writeln!(
             wat,
-            "(func $f{f} (param i32) (result i32) (local i32 i32 i32)\n"
+            "(func $f{f} (param i32) (result i32) (local i32 i32 i32)"
         );
         for i in 0..2_000 {
             let (a, b) = (i % 4, (i + 1) % 4);
