@@ -107,6 +107,8 @@ pub struct Invoked {
 pub struct AgentClient {
     http: reqwest::Client,
     token: String,
+    /// Loads fetch and compile a binary: they get longer than other calls.
+    load_timeout: Duration,
 }
 
 impl AgentClient {
@@ -117,7 +119,18 @@ impl AgentClient {
             .timeout(timeout)
             .build()
             .unwrap_or_default();
-        Self { http, token }
+        Self {
+            http,
+            token,
+            load_timeout: timeout.max(Duration::from_secs(120)),
+        }
+    }
+
+    /// Gives up on a load (fetch and compile on the node) after `timeout`
+    /// instead of the default 120 s (or the call timeout, if longer).
+    pub fn with_load_timeout(mut self, timeout: Duration) -> Self {
+        self.load_timeout = timeout;
+        self
     }
 
     /// One call to a node's agent API (the engine's driver uses it).
@@ -233,7 +246,7 @@ impl AgentClient {
             "url": binary_url,
             "limits": limits,
         });
-        self.post(node, "/v1/versions", &spec, Some(Duration::from_secs(120)))
+        self.post(node, "/v1/versions", &spec, Some(self.load_timeout))
             .await
             .map(drop)
     }

@@ -69,6 +69,9 @@ pub struct ControlConfig {
     pub heartbeat_timeout_secs: Option<u64>,
     /// Limit on one call to a node. By default 30.
     pub node_call_timeout_secs: Option<u64>,
+    /// Limit on one load (the node fetches and compiles a binary). By
+    /// default 120.
+    pub node_load_timeout_secs: Option<u64>,
     /// Unreferenced binaries unused this long are removed. By default 900.
     pub blob_grace_secs: Option<u64>,
     /// Milliseconds between housekeeping passes. By default 60000.
@@ -136,6 +139,7 @@ impl ControlConfig {
             data_dir: dir.into(),
             heartbeat_timeout_secs: None,
             node_call_timeout_secs: None,
+            node_load_timeout_secs: None,
             blob_grace_secs: None,
             housekeeping_interval_ms: None,
             header_read_timeout_ms: None,

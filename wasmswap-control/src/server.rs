@@ -41,6 +41,7 @@ pub async fn build_state(config: &ControlConfig, clock: Clock) -> anyhow::Result
             .unwrap_or_else(|| format!("http://{}", config.listen)),
         rate_limits: config.rate_limits,
         node_call_timeout: Duration::from_secs(config.node_call_timeout_secs.unwrap_or(30).max(1)),
+        node_load_timeout: Duration::from_secs(config.node_load_timeout_secs.unwrap_or(120).max(1)),
         blob_grace: Duration::from_secs(config.blob_grace_secs.unwrap_or(15 * 60)),
         housekeeping_every: Duration::from_millis(
             config.housekeeping_interval_ms.unwrap_or(60_000).max(10),

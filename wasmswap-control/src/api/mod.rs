@@ -70,6 +70,9 @@ pub struct ApiSettings {
     pub rate_limits: RateLimits,
     /// Limit on one node call during `execute`. By default 30 s.
     pub node_call_timeout: Duration,
+    /// Limit on one load (the node fetches and compiles a binary). By
+    /// default 120 s.
+    pub node_load_timeout: Duration,
     /// Unreferenced binaries unused this long are removed. By default 15 min.
     pub blob_grace: Duration,
     /// How often housekeeping runs (rate-limit state, unused binaries). By
@@ -90,6 +93,7 @@ impl Default for ApiSettings {
             public_url: "http://127.0.0.1:8000".into(),
             rate_limits: RateLimits::default(),
             node_call_timeout: Duration::from_secs(30),
+            node_load_timeout: Duration::from_secs(120),
             blob_grace: Duration::from_millis(crate::store::BLOB_GRACE_MS as u64),
             housekeeping_every: Duration::from_secs(60),
             engine_tick: Duration::from_millis(200),
@@ -149,7 +153,8 @@ impl AppState {
         let mut rc = wasmswap_core::Runtime::builder();
         rc.pooling(false).compile_timeout(Duration::from_secs(60));
         let runtime = rc.build()?;
-        let agents = AgentClient::new(node_token, settings.node_call_timeout);
+        let agents = AgentClient::new(node_token, settings.node_call_timeout)
+            .with_load_timeout(settings.node_load_timeout);
         let engine = crate::rollout::Engine::new(
             store.clone(),
             Arc::new(agents.clone()),

@@ -31,6 +31,9 @@ use super::model::{
 };
 use super::plan::{self, Target};
 
+/// Deployments stepped at once in one pass.
+const DEPLOYMENTS_AT_ONCE: usize = 16;
+
 /// Engine settings.
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
@@ -136,46 +139,84 @@ impl Engine {
     }
 
     /// Runs until `stop` resolves.
+    ///
+    /// Each deployment's steps run in a task of their own, so a node that is
+    /// slow to answer (a load waits up to its timeout) holds up only the
+    /// deployments that wait for it; the others keep their pace. On stop,
+    /// the steps in flight finish (each saves its progress).
     pub async fn run(self: Arc<Self>, stop: impl Future<Output = ()>) {
         tokio::pin!(stop);
+        let mut steps = tokio::task::JoinSet::new();
+        let mut in_flight: std::collections::HashSet<String> = Default::default();
         loop {
-            self.tick().await;
+            while let Some(done) = steps.try_join_next() {
+                if let Ok(id) = done {
+                    in_flight.remove(&id);
+                }
+            }
+            for id in self.work().await {
+                if in_flight.insert(id.clone()) {
+                    let engine = self.clone();
+                    steps.spawn(async move {
+                        engine.step_locked(&id).await;
+                        id
+                    });
+                }
+            }
+            self.reconcile_if_due().await;
             tokio::select! {
-                () = &mut stop => return,
+                () = &mut stop => break,
                 () = tokio::time::sleep(self.settings.tick) => {}
                 () = self.wake.notified() => {}
             }
         }
+        while steps.join_next().await.is_some() {}
     }
 
-    /// One pass: a step of every deployment with work.
-    pub async fn tick(&self) {
-        let work = match self.store.engine_work().await {
+    /// Deployments with work to do.
+    async fn work(&self) -> Vec<String> {
+        match self.store.engine_work().await {
             Ok(w) => w,
             Err(e) => {
                 tracing::warn!(error = %e, "rollout engine cannot read its work");
-                return;
-            }
-        };
-        for id in work {
-            let Some(_lock) = self
-                .store
-                .try_lock(&format!("deployment:{id}"))
-                .await
-                .ok()
-                .flatten()
-            else {
-                // Another replica (or an API call) has it now.
-                continue;
-            };
-            match self.step(&id).await {
-                Ok(()) => {}
-                Err(EngineError::Store(StoreError::Conflict(_))) => {
-                    tracing::debug!(deployment = %id, "changed during the step; next tick resumes");
-                }
-                Err(e) => tracing::warn!(deployment = %id, error = %e, "rollout step failed"),
+                Vec::new()
             }
         }
+    }
+
+    /// One step of `id`, unless another replica (or an API call) holds it.
+    async fn step_locked(&self, id: &str) {
+        let Some(_lock) = self
+            .store
+            .try_lock(&format!("deployment:{id}"))
+            .await
+            .ok()
+            .flatten()
+        else {
+            return;
+        };
+        match self.step(id).await {
+            Ok(()) => {}
+            Err(EngineError::Store(StoreError::Conflict(_))) => {
+                tracing::debug!(deployment = %id, "changed during the step; next tick resumes");
+            }
+            Err(e) => tracing::warn!(deployment = %id, error = %e, "rollout step failed"),
+        }
+    }
+
+    /// One pass, awaited: a step of every deployment with work (side by
+    /// side), then placement reconciliation if it is due.
+    pub async fn tick(&self) {
+        let work = self.work().await;
+        futures::stream::iter(work)
+            .for_each_concurrent(DEPLOYMENTS_AT_ONCE, |id| async move {
+                self.step_locked(&id).await;
+            })
+            .await;
+        self.reconcile_if_due().await;
+    }
+
+    async fn reconcile_if_due(&self) {
         // Placement changes with heartbeats (seconds), not with every tick:
         // reconciling reads every finished deployment, so it runs at most
         // once a second.

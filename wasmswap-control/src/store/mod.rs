@@ -176,8 +176,11 @@ pub struct Store {
     blobs: Blobs,
     clock: Clock,
     keep_versions: usize,
-    /// Serializes [`Store::lock`] holders inside this process.
-    local_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Serializes [`Store::lock`] holders of one key inside this process
+    /// (different keys do not wait for each other, as with PostgreSQL's
+    /// advisory locks).
+    local_locks:
+        Arc<parking_lot::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 /// Held while a read-review-write sequence must not interleave with
@@ -297,7 +300,7 @@ impl Store {
             blobs,
             clock,
             keep_versions: config.keep_versions.max(1),
-            local_lock: Arc::default(),
+            local_locks: Arc::default(),
         })
     }
 
@@ -325,7 +328,7 @@ impl Store {
     /// on PostgreSQL, across every replica sharing the database. (The
     /// embedded store is one process by construction.)
     pub async fn lock(&self, key: &str) -> Result<KeyLock, StoreError> {
-        let local = self.local_lock.clone().lock_owned().await;
+        let local = self.local_lock(key).lock_owned().await;
         let shared = if self.is_postgres() {
             let mut tx = self.db.begin().await?;
             sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
@@ -342,10 +345,18 @@ impl Store {
         })
     }
 
+    /// This process's mutex for `key`. Mutexes nobody holds or waits for
+    /// are dropped on the way, so the map stays as small as the contention.
+    fn local_lock(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.local_locks.lock();
+        locks.retain(|_, m| Arc::strong_count(m) > 1);
+        locks.entry(key.to_string()).or_default().clone()
+    }
+
     /// Like [`Store::lock`], but gives up at once (`None`) when someone
     /// else holds it.
     pub async fn try_lock(&self, key: &str) -> Result<Option<KeyLock>, StoreError> {
-        let Ok(local) = self.local_lock.clone().try_lock_owned() else {
+        let Ok(local) = self.local_lock(key).try_lock_owned() else {
             return Ok(None);
         };
         let shared = if self.is_postgres() {

@@ -16,6 +16,7 @@ mod jwt;
 mod limits;
 mod listener;
 mod modules;
+mod node_faults;
 mod nodes;
 mod rollout_e2e;
 mod rollout_unit;

@@ -1,0 +1,204 @@
+//! Nodes that misbehave on the wire: one accepts connections and never
+//! answers, one answers every request with bytes that are not HTTP. Calls
+//! to them end at their timeouts with a reason; rollouts to them stop
+//! without completing; and a rollout elsewhere goes on at its own pace
+//! meanwhile (deployments step independently).
+
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use wasmswap_control::api::ApiSettings;
+use wasmswap_control::auth::Role;
+use wasmswap_control::store::StoreConfig;
+
+use super::common::{TestApp, generous, start_node, wait_nodes};
+
+/// Accepts connections and holds them open without a byte in reply.
+async fn silent_server() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// Answers anything with bytes that are not an HTTP response.
+async fn garbage_server() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(b"\x00\xffSSH-2.0-not-http\r\n\r\n{]").await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+async fn fake_node(app: &TestApp, id: &str, region: &str, url: &str) {
+    let node = json!({
+        "nodeId": id, "region": region, "zone": format!("{region}-a"),
+        "capacity": {"maxModules": 10, "maxInstances": 10},
+        "agentUrl": url, "dataUrl": url,
+    });
+    app.post("/api/v1/wasm/nodes", Role::Admin, &node)
+        .await
+        .expect(StatusCode::CREATED);
+    app.post(
+        &format!("/api/v1/wasm/nodes/{id}/heartbeat"),
+        Role::Admin,
+        &json!({"nodeId": id, "loadedModules": 0}),
+    )
+    .await
+    .expect(StatusCode::NO_CONTENT);
+}
+
+async fn deploy(app: &TestApp, module: &str, region: &str) -> String {
+    let r = app
+        .post(
+            "/api/v1/wasm/deployments",
+            Role::Admin,
+            &json!({"moduleId": module, "strategy": "rolling", "targetRegions": [region],
+                "healthCheck": {"failureThreshold": 1, "intervalMs": 20}}),
+        )
+        .await
+        .expect(StatusCode::CREATED);
+    let id = r.json["deploymentId"].as_str().unwrap().to_string();
+    app.post(
+        &format!("/api/v1/wasm/deployments/{id}/execute"),
+        Role::Admin,
+        &json!({}),
+    )
+    .await
+    .expect(StatusCode::OK);
+    id
+}
+
+async fn status(app: &TestApp, id: &str) -> Value {
+    app.get(&format!("/api/v1/wasm/deployments/{id}"), Role::Viewer)
+        .await
+        .expect(StatusCode::OK)
+        .json
+}
+
+fn settled(d: &Value) -> bool {
+    matches!(
+        d["status"].as_str(),
+        Some("completed" | "rolled_back" | "failed" | "paused")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_garbage_nodes_time_out_and_hold_up_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let cp = format!("http://{}", listener.local_addr().unwrap());
+    let settings = ApiSettings {
+        public_url: cp.clone(),
+        engine_tick: Duration::from_millis(50),
+        node_call_timeout: Duration::from_secs(1),
+        node_load_timeout: Duration::from_secs(8),
+        ..Default::default()
+    };
+    let app = TestApp::build(StoreConfig::embedded(dir.path()), generous(), settings).await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(wasmswap_control::serve_state(
+        listener,
+        app.state.clone(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let real = start_node("real-1", "eu", &cp).await;
+    wait_nodes(&app, 1).await;
+    fake_node(&app, "slow-1", "slow", &silent_server().await).await;
+    fake_node(&app, "junk-1", "junk", &garbage_server().await).await;
+    let calc = test_programs::bytes(test_programs::NUMERIC_MODULE);
+    app.register("calc", "1.0.0", &calc)
+        .await
+        .expect(StatusCode::CREATED);
+
+    // `execute`: each ends with its reason, within the load timeout (8 s:
+    // the first call on a node loads the module there) and the call
+    // timeout (1 s).
+    for (region, reason) in [("slow", "timeout"), ("junk", "transport_error")] {
+        let started = Instant::now();
+        let r = app
+            .post(
+                "/api/v1/wasm/execute",
+                Role::Developer,
+                &json!({"moduleId": "calc-v1.0.0", "functionName": "add", "parameters": [1, 2], "targetRegion": region}),
+            )
+            .await;
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(12), "{region}: {took:?}");
+        assert!(
+            r.status.is_server_error(),
+            "{region}: {} {}",
+            r.status,
+            r.json
+        );
+        assert!(r.json.to_string().contains(reason), "{region}: {}", r.json);
+    }
+
+    // Rollouts: one to the silent node, one to the garbage node, one to
+    // the real node. The real one completes while the silent one is still
+    // waiting on its load (8 s).
+    for name in ["calc2", "calc3"] {
+        app.register(name, "1.0.0", &calc)
+            .await
+            .expect(StatusCode::CREATED);
+    }
+    let slow = deploy(&app, "calc-v1.0.0", "slow").await;
+    let good = deploy(&app, "calc2-v1.0.0", "eu").await;
+    let junk = deploy(&app, "calc3-v1.0.0", "junk").await;
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut slow_when_good_done = None;
+    let (mut good_d, mut slow_d, mut junk_d) = (Value::Null, Value::Null, Value::Null);
+    while !(settled(&good_d) && settled(&slow_d) && settled(&junk_d)) {
+        assert!(Instant::now() < deadline, "a deployment hangs");
+        (good_d, slow_d, junk_d) = (
+            status(&app, &good).await,
+            status(&app, &slow).await,
+            status(&app, &junk).await,
+        );
+        if settled(&good_d) && slow_when_good_done.is_none() {
+            slow_when_good_done = Some(slow_d.clone());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(good_d["status"], "completed", "{good_d:#}");
+    let slow_then = slow_when_good_done.unwrap();
+    assert!(
+        !settled(&slow_then),
+        "the healthy rollout waited for the slow one: {slow_then:#}"
+    );
+    for d in [&slow_d, &junk_d] {
+        assert_ne!(d["status"], "completed", "{d:#}");
+    }
+    assert!(slow_d.to_string().contains("(timeout)"), "{slow_d:#}");
+    // The real node serves what it was given.
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/_invoke/calc2/add", real.data_addr()))
+        .json(&json!([2, 3]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap(), json!(5));
+
+    real.shutdown().await;
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
