@@ -1,3 +1,4 @@
+#![allow(clippy::print_stderr)]
 //! Nodes that misbehave on the wire: one accepts connections and never
 //! answers, one answers every request with bytes that are not HTTP. Calls
 //! to them end at their timeouts with a reason; rollouts to them stop
@@ -199,6 +200,121 @@ async fn slow_and_garbage_nodes_time_out_and_hold_up_nothing_else() {
     assert_eq!(r.json::<Value>().await.unwrap(), json!(5));
 
     real.shutdown().await;
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_lost_mid_rollout_stops_it_and_the_rest_keep_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let cp = format!("http://{}", listener.local_addr().unwrap());
+    let settings = ApiSettings {
+        public_url: cp.clone(),
+        engine_tick: Duration::from_millis(50),
+        heartbeat_timeout: Duration::from_secs(2),
+        node_call_timeout: Duration::from_secs(2),
+        ..Default::default()
+    };
+    // The real clock: a node that stops heartbeating turns unhealthy.
+    let app = TestApp::build_clocked(
+        StoreConfig::embedded(dir.path()),
+        generous(),
+        settings,
+        wasmswap_control::clock::Clock::system(),
+    )
+    .await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(wasmswap_control::serve_state(
+        listener,
+        app.state.clone(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let a = start_node("eu-a", "eu", &cp).await;
+    let b = start_node("eu-b", "eu", &cp).await;
+    wait_nodes(&app, 2).await;
+    let v1 = test_programs::bytes(test_programs::NUMERIC_MODULE);
+    // The same code with a custom section: another checksum.
+    let mut v2 = v1.clone();
+    v2.extend_from_slice(&[0, 3, 2, b'v', b'2']);
+    app.register("calc", "1.0.0", &v1)
+        .await
+        .expect(StatusCode::CREATED);
+    app.register("calc", "2.0.0", &v2)
+        .await
+        .expect(StatusCode::CREATED);
+    let first = deploy(&app, "calc-v1.0.0", "eu").await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !settled(&status(&app, &first).await) {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A canary whose first stage holds long enough to lose a node in it.
+    let r = app
+        .post(
+            "/api/v1/wasm/deployments",
+            Role::Admin,
+            &json!({"moduleId": "calc-v2.0.0", "strategy": "canary",
+                "strategyConfig": {"stages": [50, 100], "evaluationPeriod": "PT4S"},
+                "targetRegions": ["eu"],
+                "healthCheck": {"failureThreshold": 1, "intervalMs": 20}}),
+        )
+        .await
+        .expect(StatusCode::CREATED);
+    let id = r.json["deploymentId"].as_str().unwrap().to_string();
+    app.post(
+        &format!("/api/v1/wasm/deployments/{id}/execute"),
+        Role::Admin,
+        &json!({}),
+    )
+    .await
+    .expect(StatusCode::OK);
+    while status(&app, &id).await["state"]["applied"] != true {
+        assert!(Instant::now() < deadline, "{:#}", status(&app, &id).await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    b.shutdown().await;
+
+    // The survivor answers every call while the deployment reacts.
+    let http = reqwest::Client::new();
+    let survivor = format!("http://{}/_invoke/calc/add", a.data_addr());
+    let (mut served, mut d) = (0, Value::Null);
+    while !settled(&d) {
+        assert!(Instant::now() < deadline, "the rollout hangs: {d:#}");
+        let r = http
+            .post(&survivor)
+            .json(&json!([2, 2]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.json::<Value>().await.unwrap(), json!(4));
+        served += 1;
+        d = status(&app, &id).await;
+    }
+    assert_ne!(
+        d["status"], "completed",
+        "a node was lost mid-rollout: {d:#}"
+    );
+    assert!(served > 0);
+    // And afterwards the survivor still serves (the stable version, or the
+    // candidate where the rollout paused with it).
+    let r = http
+        .post(&survivor)
+        .json(&json!([1, 2]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{d:#}");
+    eprintln!(
+        "lost a node mid-rollout: {}; survivor answered {served} calls meanwhile",
+        d["status"]
+    );
+
+    a.shutdown().await;
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }
