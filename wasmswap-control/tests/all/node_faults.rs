@@ -309,6 +309,9 @@ async fn a_node_lost_mid_rollout_stops_it_and_the_rest_keep_serving() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200, "{d:#}");
+    if d["status"] == "rolled_back" {
+        assert_eq!(r.headers()["x-wasmswap-version"], "1.0.0", "{d:#}");
+    }
     eprintln!(
         "lost a node mid-rollout: {}; survivor answered {served} calls meanwhile",
         d["status"]
