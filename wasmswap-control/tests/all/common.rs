@@ -286,3 +286,50 @@ pub async fn wait_nodes(app: &TestApp, n: usize) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Creates a deployment from `spec` as an admin and starts it; its id.
+pub async fn start_deployment(app: &TestApp, spec: &Value) -> String {
+    let r = app
+        .post("/api/v1/wasm/deployments", Role::Admin, spec)
+        .await
+        .expect(StatusCode::CREATED);
+    let id = r.json["deploymentId"].as_str().unwrap().to_string();
+    app.post(
+        &format!("/api/v1/wasm/deployments/{id}/execute"),
+        Role::Admin,
+        &serde_json::json!({}),
+    )
+    .await
+    .expect(StatusCode::OK);
+    id
+}
+
+/// The deployment `id` as the API shows it.
+pub async fn deployment(app: &TestApp, id: &str) -> Value {
+    app.get(&format!("/api/v1/wasm/deployments/{id}"), Role::Viewer)
+        .await
+        .expect(StatusCode::OK)
+        .json
+}
+
+/// Whether a deployment has stopped moving (done, undone, or waiting for
+/// someone).
+pub fn settled(d: &Value) -> bool {
+    matches!(
+        d["status"].as_str(),
+        Some("completed" | "rolled_back" | "failed" | "paused")
+    )
+}
+
+/// Polls the deployment until it settles (at most 120 s).
+pub async fn wait_settled(app: &TestApp, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let d = deployment(app, id).await;
+        if settled(&d) {
+            return d;
+        }
+        assert!(Instant::now() < deadline, "deployment stuck: {d:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

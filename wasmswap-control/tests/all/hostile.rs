@@ -17,7 +17,7 @@ use wasmswap_control::api::ApiSettings;
 use wasmswap_control::auth::Role;
 use wasmswap_control::store::StoreConfig;
 
-use super::common::{TestApp, generous, start_node, wait_nodes};
+use super::common::{TestApp, generous, start_deployment, start_node, wait_nodes, wait_settled};
 
 /// Tight limits for the hostile modules: 1 s per call, 32 MiB.
 fn tight() -> Value {
@@ -35,37 +35,10 @@ async fn register(app: &TestApp, name: &str, bytes: &[u8]) -> super::common::Res
 
 /// Deploys `{name}-v1.0.0` to every node and waits for the outcome.
 async fn deploy(app: &TestApp, name: &str) -> Value {
-    let r = app
-        .post(
-            "/api/v1/wasm/deployments",
-            Role::Admin,
-            &json!({"moduleId": format!("{name}-v1.0.0"), "strategy": "rolling", "strategyConfig": {}}),
-        )
-        .await
-        .expect(StatusCode::CREATED);
-    let id = r.json["deploymentId"].as_str().unwrap().to_string();
-    app.post(
-        &format!("/api/v1/wasm/deployments/{id}/execute"),
-        Role::Admin,
-        &json!({}),
-    )
-    .await
-    .expect(StatusCode::OK);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let d = app
-            .get(&format!("/api/v1/wasm/deployments/{id}"), Role::Viewer)
-            .await
-            .json;
-        if matches!(
-            d["status"].as_str(),
-            Some("completed" | "rolled_back" | "failed" | "paused")
-        ) {
-            return d;
-        }
-        assert!(Instant::now() < deadline, "deployment stuck: {d:#}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let spec =
+        json!({"moduleId": format!("{name}-v1.0.0"), "strategy": "rolling", "strategyConfig": {}});
+    let id = start_deployment(app, &spec).await;
+    wait_settled(app, &id).await
 }
 
 /// Calls the well-behaved service in a loop; returns (ok, failed).

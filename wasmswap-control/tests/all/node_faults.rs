@@ -16,7 +16,10 @@ use wasmswap_control::api::ApiSettings;
 use wasmswap_control::auth::Role;
 use wasmswap_control::store::StoreConfig;
 
-use super::common::{TestApp, generous, start_node, wait_nodes};
+use super::common::{
+    TestApp, deployment as status, generous, settled, start_deployment, start_node, wait_nodes,
+    wait_settled,
+};
 
 /// Accepts connections and holds them open without a byte in reply.
 async fn silent_server() -> String {
@@ -66,38 +69,9 @@ async fn fake_node(app: &TestApp, id: &str, region: &str, url: &str) {
 }
 
 async fn deploy(app: &TestApp, module: &str, region: &str) -> String {
-    let r = app
-        .post(
-            "/api/v1/wasm/deployments",
-            Role::Admin,
-            &json!({"moduleId": module, "strategy": "rolling", "targetRegions": [region],
-                "healthCheck": {"failureThreshold": 1, "intervalMs": 20}}),
-        )
-        .await
-        .expect(StatusCode::CREATED);
-    let id = r.json["deploymentId"].as_str().unwrap().to_string();
-    app.post(
-        &format!("/api/v1/wasm/deployments/{id}/execute"),
-        Role::Admin,
-        &json!({}),
-    )
-    .await
-    .expect(StatusCode::OK);
-    id
-}
-
-async fn status(app: &TestApp, id: &str) -> Value {
-    app.get(&format!("/api/v1/wasm/deployments/{id}"), Role::Viewer)
-        .await
-        .expect(StatusCode::OK)
-        .json
-}
-
-fn settled(d: &Value) -> bool {
-    matches!(
-        d["status"].as_str(),
-        Some("completed" | "rolled_back" | "failed" | "paused")
-    )
+    let spec = json!({"moduleId": module, "strategy": "rolling", "targetRegions": [region],
+        "healthCheck": {"failureThreshold": 1, "intervalMs": 20}});
+    start_deployment(app, &spec).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -246,32 +220,15 @@ async fn a_node_lost_mid_rollout_stops_it_and_the_rest_keep_serving() {
         .await
         .expect(StatusCode::CREATED);
     let first = deploy(&app, "calc-v1.0.0", "eu").await;
+    assert_eq!(wait_settled(&app, &first).await["status"], "completed");
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !settled(&status(&app, &first).await) {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 
     // A canary whose first stage holds long enough to lose a node in it.
-    let r = app
-        .post(
-            "/api/v1/wasm/deployments",
-            Role::Admin,
-            &json!({"moduleId": "calc-v2.0.0", "strategy": "canary",
-                "strategyConfig": {"stages": [50, 100], "evaluationPeriod": "PT4S"},
-                "targetRegions": ["eu"],
-                "healthCheck": {"failureThreshold": 1, "intervalMs": 20}}),
-        )
-        .await
-        .expect(StatusCode::CREATED);
-    let id = r.json["deploymentId"].as_str().unwrap().to_string();
-    app.post(
-        &format!("/api/v1/wasm/deployments/{id}/execute"),
-        Role::Admin,
-        &json!({}),
-    )
-    .await
-    .expect(StatusCode::OK);
+    let spec = json!({"moduleId": "calc-v2.0.0", "strategy": "canary",
+        "strategyConfig": {"stages": [50, 100], "evaluationPeriod": "PT4S"},
+        "targetRegions": ["eu"],
+        "healthCheck": {"failureThreshold": 1, "intervalMs": 20}});
+    let id = start_deployment(&app, &spec).await;
     while status(&app, &id).await["state"]["applied"] != true {
         assert!(Instant::now() < deadline, "{:#}", status(&app, &id).await);
         tokio::time::sleep(Duration::from_millis(20)).await;
