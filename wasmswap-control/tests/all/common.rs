@@ -333,3 +333,52 @@ pub async fn wait_settled(app: &TestApp, id: &str) -> Value {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A control plane serving on a real socket on 127.0.0.1, with an embedded
+/// store in a temporary directory.
+pub struct OnSocket {
+    pub app: TestApp,
+    /// `http://127.0.0.1:{port}`.
+    pub url: String,
+    pub addr: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl OnSocket {
+    /// Starts one; `settings` gets the public URL and fills in the rest.
+    /// With `clock` `None` the clock stands still (nodes stay healthy
+    /// unless a test moves it).
+    pub async fn start(settings: impl FnOnce(String) -> ApiSettings, clock: Option<Clock>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let url = format!("http://{addr}");
+        let config = StoreConfig::embedded(dir.path());
+        let clock = clock.unwrap_or_else(|| Clock::manual(T0));
+        let app = TestApp::build_clocked(config, generous(), settings(url.clone()), clock).await;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(wasmswap_control::serve_state(
+            listener,
+            app.state.clone(),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        OnSocket {
+            app,
+            url,
+            addr,
+            stop,
+            server,
+            _dir: dir,
+        }
+    }
+
+    /// Stops serving and waits for the server to finish.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        self.server.await.unwrap().unwrap();
+    }
+}

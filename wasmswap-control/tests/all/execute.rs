@@ -6,39 +6,28 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use serde_json::json;
-use tokio::net::TcpListener;
 
 use wasmswap_control::api::ApiSettings;
 use wasmswap_control::auth::Role;
-use wasmswap_control::store::StoreConfig;
 
-use super::common::{TestApp, generous, start_node, wait_nodes};
+use super::common::{OnSocket, start_node, wait_nodes};
 
 #[tokio::test]
 async fn runs_on_a_healthy_node_and_fails_over() {
-    let dir = tempfile::tempdir().unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let cp = format!("http://{}", listener.local_addr().unwrap());
-    let settings = ApiSettings {
-        public_url: cp.clone(),
-        ..Default::default()
-    };
-    let app = TestApp::build(StoreConfig::embedded(dir.path()), generous(), settings).await;
-    // The test's clock stands still: nodes stay healthy unless a test
-    // moves it.
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(wasmswap_control::serve_state(
-        listener,
-        app.state.clone(),
-        async {
-            let _ = stopped.await;
+    let cp_ = OnSocket::start(
+        |url| ApiSettings {
+            public_url: url,
+            ..Default::default()
         },
-    ));
+        None,
+    )
+    .await;
+    let (app, cp) = (&cp_.app, cp_.url.clone());
 
     let a = start_node("eu-a", "eu", &cp).await;
     let b = start_node("eu-b", "eu", &cp).await;
     let us = start_node("us-a", "us", &cp).await;
-    wait_nodes(&app, 3).await;
+    wait_nodes(app, 3).await;
     app.register(
         "calc",
         "1.0.0",
@@ -170,6 +159,5 @@ async fn runs_on_a_healthy_node_and_fails_over() {
 
     up.shutdown().await;
     us.shutdown().await;
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
+    cp_.stop().await;
 }

@@ -11,13 +11,11 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 
 use wasmswap_control::api::ApiSettings;
 use wasmswap_control::auth::Role;
-use wasmswap_control::store::StoreConfig;
 
-use super::common::{TestApp, generous, start_deployment, start_node, wait_nodes, wait_settled};
+use super::common::{OnSocket, TestApp, start_deployment, start_node, wait_nodes, wait_settled};
 
 /// Tight limits for the hostile modules: 1 s per call, 32 MiB.
 fn tight() -> Value {
@@ -67,47 +65,40 @@ fn bystander(data: String) -> (Arc<AtomicBool>, tokio::task::JoinHandle<(u64, u6
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_guests_are_contained_through_the_whole_stack() {
-    let dir = tempfile::tempdir().unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let cp = format!("http://{}", listener.local_addr().unwrap());
-    let settings = ApiSettings {
-        public_url: cp.clone(),
-        engine_tick: Duration::from_millis(50),
-        ..Default::default()
-    };
-    let app = TestApp::build(StoreConfig::embedded(dir.path()), generous(), settings).await;
-    let (stop_cp, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(wasmswap_control::serve_state(
-        listener,
-        app.state.clone(),
-        async {
-            let _ = stopped.await;
+    let cp_ = OnSocket::start(
+        |url| ApiSettings {
+            public_url: url,
+            engine_tick: Duration::from_millis(50),
+            ..Default::default()
         },
-    ));
+        None,
+    )
+    .await;
+    let (app, cp) = (&cp_.app, cp_.url.clone());
     let node = start_node("edge-1", "eu", &cp).await;
-    wait_nodes(&app, 1).await;
+    wait_nodes(app, 1).await;
     let data = format!("http://{}", node.data_addr());
 
     register(
-        &app,
+        app,
         "calc",
         &test_programs::bytes(test_programs::NUMERIC_MODULE),
     )
     .await
     .expect(StatusCode::CREATED);
-    let d = deploy(&app, "calc").await;
+    let d = deploy(app, "calc").await;
     assert_eq!(d["status"], "completed", "{d:#}");
     let (stop, served) = bystander(data.clone());
 
     // Each export of the hostile module: its own status and error code.
     register(
-        &app,
+        app,
         "bad",
         &test_programs::bytes(test_programs::HOSTILE_MODULE),
     )
     .await
     .expect(StatusCode::CREATED);
-    let d = deploy(&app, "bad").await;
+    let d = deploy(app, "bad").await;
     assert_eq!(d["status"], "completed", "{d:#}");
     let http = reqwest::Client::new();
     let call = |service: &'static str, func: &'static str, args: Value| {
@@ -143,13 +134,13 @@ async fn hostile_guests_are_contained_through_the_whole_stack() {
     // A component that floods stdout, and one that opens 100,000 host
     // resources (the node's default cap is 10,000).
     register(
-        &app,
+        app,
         "probe",
         &test_programs::bytes(test_programs::SANDBOX_PROBE_COMPONENT),
     )
     .await
     .expect(StatusCode::CREATED);
-    let d = deploy(&app, "probe").await;
+    let d = deploy(app, "probe").await;
     assert_eq!(d["status"], "completed", "{d:#}");
     let (s, body, _) = call("probe", "flood-stdout", json!([])).await;
     assert_eq!(
@@ -175,15 +166,15 @@ async fn hostile_guests_are_contained_through_the_whole_stack() {
 
     // An infinite loop in the start function: the rollout's health check
     // instantiates it, times out, and the deployment does not complete.
-    register(&app, "startloop", &test_programs::wat("start-loop"))
+    register(app, "startloop", &test_programs::wat("start-loop"))
         .await
         .expect(StatusCode::CREATED);
-    let d = deploy(&app, "startloop").await;
+    let d = deploy(app, "startloop").await;
     assert_ne!(d["status"], "completed", "{d:#}");
     assert!(d.to_string().contains("timeout"), "{d:#}");
 
     // A table of a billion elements is refused at registration.
-    let r = register(&app, "table", &test_programs::wat("huge-table"))
+    let r = register(app, "table", &test_programs::wat("huge-table"))
         .await
         .expect(StatusCode::BAD_REQUEST);
     assert!(r.json.to_string().contains("table"), "{}", r.json);
@@ -191,11 +182,11 @@ async fn hostile_guests_are_contained_through_the_whole_stack() {
     // A module that is slow to compile: the node compiles it off the
     // request path, and the deployment completes.
     let slow = test_programs::slow_to_compile(200);
-    register(&app, "slow", &slow)
+    register(app, "slow", &slow)
         .await
         .expect(StatusCode::CREATED);
     let started = Instant::now();
-    let d = deploy(&app, "slow").await;
+    let d = deploy(app, "slow").await;
     assert_eq!(d["status"], "completed", "{d:#}");
     let compile = started.elapsed();
     let (s, body, _) = call("slow", "run", json!([])).await;
@@ -210,6 +201,5 @@ async fn hostile_guests_are_contained_through_the_whole_stack() {
         slow.len() / 1024
     );
     node.shutdown().await;
-    let _ = stop_cp.send(());
-    server.await.unwrap().unwrap();
+    cp_.stop().await;
 }

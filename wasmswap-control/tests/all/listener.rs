@@ -6,13 +6,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 use wasmswap_control::api::ApiSettings;
 use wasmswap_control::auth::Role;
-use wasmswap_control::store::StoreConfig;
 
-use super::common::{TestApp, generous};
+use super::common::OnSocket;
 
 /// Sends `bytes`, then reads what the server answers before it closes the
 /// connection (at most 5 s).
@@ -31,23 +30,16 @@ async fn exchange(addr: SocketAddr, bytes: &[u8]) -> (String, Duration) {
 
 #[tokio::test]
 async fn stalled_and_oversized_requests_are_cut_off() {
-    let dir = tempfile::tempdir().unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let settings = ApiSettings {
-        public_url: format!("http://{addr}"),
-        header_read_timeout: Duration::from_millis(300),
-        ..Default::default()
-    };
-    let app = TestApp::build(StoreConfig::embedded(dir.path()), generous(), settings).await;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(wasmswap_control::serve_state(
-        listener,
-        app.state.clone(),
-        async {
-            let _ = stopped.await;
+    let cp_ = OnSocket::start(
+        |url| ApiSettings {
+            public_url: url,
+            header_read_timeout: Duration::from_millis(300),
+            ..Default::default()
         },
-    ));
+        None,
+    )
+    .await;
+    let (app, addr) = (&cp_.app, cp_.addr);
 
     // Slow loris: silence, half a request line, half an HTTP/2 preface, all
     // headers but the blank line. Each is closed after the header timeout.
@@ -115,6 +107,5 @@ async fn stalled_and_oversized_requests_are_cut_off() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
+    cp_.stop().await;
 }

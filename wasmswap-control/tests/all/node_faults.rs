@@ -14,10 +14,9 @@ use tokio::net::TcpListener;
 
 use wasmswap_control::api::ApiSettings;
 use wasmswap_control::auth::Role;
-use wasmswap_control::store::StoreConfig;
 
 use super::common::{
-    TestApp, deployment as status, generous, settled, start_deployment, start_node, wait_nodes,
+    OnSocket, TestApp, deployment as status, settled, start_deployment, start_node, wait_nodes,
     wait_settled,
 };
 
@@ -76,29 +75,22 @@ async fn deploy(app: &TestApp, module: &str, region: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_and_garbage_nodes_time_out_and_hold_up_nothing_else() {
-    let dir = tempfile::tempdir().unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let cp = format!("http://{}", listener.local_addr().unwrap());
-    let settings = ApiSettings {
-        public_url: cp.clone(),
-        engine_tick: Duration::from_millis(50),
-        node_call_timeout: Duration::from_secs(1),
-        node_load_timeout: Duration::from_secs(8),
-        ..Default::default()
-    };
-    let app = TestApp::build(StoreConfig::embedded(dir.path()), generous(), settings).await;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(wasmswap_control::serve_state(
-        listener,
-        app.state.clone(),
-        async {
-            let _ = stopped.await;
+    let cp_ = OnSocket::start(
+        |url| ApiSettings {
+            public_url: url,
+            engine_tick: Duration::from_millis(50),
+            node_call_timeout: Duration::from_secs(1),
+            node_load_timeout: Duration::from_secs(8),
+            ..Default::default()
         },
-    ));
+        None,
+    )
+    .await;
+    let (app, cp) = (&cp_.app, cp_.url.clone());
     let real = start_node("real-1", "eu", &cp).await;
-    wait_nodes(&app, 1).await;
-    fake_node(&app, "slow-1", "slow", &silent_server().await).await;
-    fake_node(&app, "junk-1", "junk", &garbage_server().await).await;
+    wait_nodes(app, 1).await;
+    fake_node(app, "slow-1", "slow", &silent_server().await).await;
+    fake_node(app, "junk-1", "junk", &garbage_server().await).await;
     let calc = test_programs::bytes(test_programs::NUMERIC_MODULE);
     app.register("calc", "1.0.0", &calc)
         .await
@@ -135,9 +127,9 @@ async fn slow_and_garbage_nodes_time_out_and_hold_up_nothing_else() {
             .await
             .expect(StatusCode::CREATED);
     }
-    let slow = deploy(&app, "calc-v1.0.0", "slow").await;
-    let good = deploy(&app, "calc2-v1.0.0", "eu").await;
-    let junk = deploy(&app, "calc3-v1.0.0", "junk").await;
+    let slow = deploy(app, "calc-v1.0.0", "slow").await;
+    let good = deploy(app, "calc2-v1.0.0", "eu").await;
+    let junk = deploy(app, "calc3-v1.0.0", "junk").await;
 
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut slow_when_good_done = None;
@@ -145,9 +137,9 @@ async fn slow_and_garbage_nodes_time_out_and_hold_up_nothing_else() {
     while !(settled(&good_d) && settled(&slow_d) && settled(&junk_d)) {
         assert!(Instant::now() < deadline, "a deployment hangs");
         (good_d, slow_d, junk_d) = (
-            status(&app, &good).await,
-            status(&app, &slow).await,
-            status(&app, &junk).await,
+            status(app, &good).await,
+            status(app, &slow).await,
+            status(app, &junk).await,
         );
         if settled(&good_d) && slow_when_good_done.is_none() {
             slow_when_good_done = Some(slow_d.clone());
@@ -174,41 +166,27 @@ async fn slow_and_garbage_nodes_time_out_and_hold_up_nothing_else() {
     assert_eq!(r.json::<Value>().await.unwrap(), json!(5));
 
     real.shutdown().await;
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
+    cp_.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_lost_mid_rollout_stops_it_and_the_rest_keep_serving() {
-    let dir = tempfile::tempdir().unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let cp = format!("http://{}", listener.local_addr().unwrap());
-    let settings = ApiSettings {
-        public_url: cp.clone(),
-        engine_tick: Duration::from_millis(50),
-        heartbeat_timeout: Duration::from_secs(2),
-        node_call_timeout: Duration::from_secs(2),
-        ..Default::default()
-    };
     // The real clock: a node that stops heartbeating turns unhealthy.
-    let app = TestApp::build_clocked(
-        StoreConfig::embedded(dir.path()),
-        generous(),
-        settings,
-        wasmswap_control::clock::Clock::system(),
+    let cp_ = OnSocket::start(
+        |url| ApiSettings {
+            public_url: url,
+            engine_tick: Duration::from_millis(50),
+            heartbeat_timeout: Duration::from_secs(2),
+            node_call_timeout: Duration::from_secs(2),
+            ..Default::default()
+        },
+        Some(wasmswap_control::clock::Clock::system()),
     )
     .await;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(wasmswap_control::serve_state(
-        listener,
-        app.state.clone(),
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let (app, cp) = (&cp_.app, cp_.url.clone());
     let a = start_node("eu-a", "eu", &cp).await;
     let b = start_node("eu-b", "eu", &cp).await;
-    wait_nodes(&app, 2).await;
+    wait_nodes(app, 2).await;
     let v1 = test_programs::bytes(test_programs::NUMERIC_MODULE);
     // The same code with a custom section: another checksum.
     let mut v2 = v1.clone();
@@ -219,8 +197,8 @@ async fn a_node_lost_mid_rollout_stops_it_and_the_rest_keep_serving() {
     app.register("calc", "2.0.0", &v2)
         .await
         .expect(StatusCode::CREATED);
-    let first = deploy(&app, "calc-v1.0.0", "eu").await;
-    assert_eq!(wait_settled(&app, &first).await["status"], "completed");
+    let first = deploy(app, "calc-v1.0.0", "eu").await;
+    assert_eq!(wait_settled(app, &first).await["status"], "completed");
     let deadline = Instant::now() + Duration::from_secs(60);
 
     // A canary whose first stage holds long enough to lose a node in it.
@@ -228,9 +206,9 @@ async fn a_node_lost_mid_rollout_stops_it_and_the_rest_keep_serving() {
         "strategyConfig": {"stages": [50, 100], "evaluationPeriod": "PT4S"},
         "targetRegions": ["eu"],
         "healthCheck": {"failureThreshold": 1, "intervalMs": 20}});
-    let id = start_deployment(&app, &spec).await;
-    while status(&app, &id).await["state"]["applied"] != true {
-        assert!(Instant::now() < deadline, "{:#}", status(&app, &id).await);
+    let id = start_deployment(app, &spec).await;
+    while status(app, &id).await["state"]["applied"] != true {
+        assert!(Instant::now() < deadline, "{:#}", status(app, &id).await);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     b.shutdown().await;
@@ -250,7 +228,7 @@ async fn a_node_lost_mid_rollout_stops_it_and_the_rest_keep_serving() {
         assert_eq!(r.status(), 200);
         assert_eq!(r.json::<Value>().await.unwrap(), json!(4));
         served += 1;
-        d = status(&app, &id).await;
+        d = status(app, &id).await;
     }
     assert_ne!(
         d["status"], "completed",
@@ -275,6 +253,5 @@ async fn a_node_lost_mid_rollout_stops_it_and_the_rest_keep_serving() {
     );
 
     a.shutdown().await;
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
+    cp_.stop().await;
 }
