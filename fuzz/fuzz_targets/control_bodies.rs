@@ -97,7 +97,11 @@ fuzz_target!(|data: &[u8]| {
         let status = resp.status();
         (status, resp.into_body().collect().await.unwrap().to_bytes())
     });
-    assert_ne!(status.as_u16(), 500, "{method} {path}: {}", String::from_utf8_lossy(&bytes));
+    assert!(
+        status.as_u16() < 500 || status.as_u16() == 503,
+        "{method} {path} {status}: {}",
+        String::from_utf8_lossy(&bytes)
+    );
     if !status.is_success() {
         let v: serde_json::Value = serde_json::from_slice(&bytes)
             .unwrap_or_else(|e| panic!("{method} {path} {status}: not JSON ({e})"));

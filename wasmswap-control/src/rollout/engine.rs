@@ -31,8 +31,11 @@ use super::model::{
 };
 use super::plan::{self, Target};
 
-/// Deployments stepped at once in one pass.
-const DEPLOYMENTS_AT_ONCE: usize = 16;
+/// Deployments stepped at once. On PostgreSQL each step holds a pooled
+/// connection for its lock's transaction for as long as it runs (node calls
+/// included), so this stays well below the pool's 16 connections, leaving
+/// the rest to the step's queries and to the API.
+const DEPLOYMENTS_AT_ONCE: usize = 4;
 
 /// Engine settings.
 #[derive(Debug, Clone)]
@@ -142,33 +145,50 @@ impl Engine {
     ///
     /// Each deployment's steps run in a task of their own, so a node that is
     /// slow to answer (a load waits up to its timeout) holds up only the
-    /// deployments that wait for it; the others keep their pace. On stop,
-    /// the steps in flight finish (each saves its progress).
+    /// deployments that wait for it; the others keep their pace. So does
+    /// placement reconciliation. On stop, the tasks in flight finish (each
+    /// step saves its progress).
     pub async fn run(self: Arc<Self>, stop: impl Future<Output = ()>) {
         tokio::pin!(stop);
         let mut steps = tokio::task::JoinSet::new();
-        let mut in_flight: std::collections::HashSet<String> = Default::default();
+        // Task → deployment, so that a step that panicked is tried again.
+        let mut in_flight: HashMap<tokio::task::Id, String> = Default::default();
+        let mut reconciling: Option<tokio::task::JoinHandle<()>> = None;
         loop {
-            while let Some(done) = steps.try_join_next() {
-                if let Ok(id) = done {
-                    in_flight.remove(&id);
-                }
+            while let Some(done) = steps.try_join_next_with_id() {
+                let task = match done {
+                    Ok((task, ())) => task,
+                    Err(e) => {
+                        tracing::error!(error = %e, "a rollout step panicked; it is tried again");
+                        e.id()
+                    }
+                };
+                in_flight.remove(&task);
             }
             for id in self.work().await {
-                if in_flight.insert(id.clone()) {
-                    let engine = self.clone();
-                    steps.spawn(async move {
-                        engine.step_locked(&id).await;
-                        id
-                    });
+                if in_flight.len() >= DEPLOYMENTS_AT_ONCE {
+                    break;
                 }
+                if in_flight.values().any(|busy| *busy == id) {
+                    continue;
+                }
+                let engine = self.clone();
+                let stepped = id.clone();
+                let task = steps.spawn(async move { engine.step_locked(&stepped).await });
+                in_flight.insert(task.id(), id);
             }
-            self.reconcile_if_due().await;
+            if reconciling.as_ref().is_none_or(|r| r.is_finished()) {
+                let engine = self.clone();
+                reconciling = Some(tokio::spawn(async move { engine.reconcile_if_due().await }));
+            }
             tokio::select! {
                 () = &mut stop => break,
                 () = tokio::time::sleep(self.settings.tick) => {}
                 () = self.wake.notified() => {}
             }
+        }
+        if let Some(r) = reconciling {
+            let _ = r.await;
         }
         while steps.join_next().await.is_some() {}
     }

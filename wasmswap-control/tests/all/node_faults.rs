@@ -234,7 +234,6 @@ async fn a_node_lost_mid_rollout_stops_it_and_the_rest_keep_serving() {
         d["status"], "completed",
         "a node was lost mid-rollout: {d:#}"
     );
-    assert!(served > 0);
     // And afterwards the survivor still serves (the stable version, or the
     // candidate where the rollout paused with it).
     let r = http
