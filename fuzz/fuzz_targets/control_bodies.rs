@@ -24,7 +24,10 @@ const ROUTES: &[(Method, &str)] = &[
     (Method::POST, "/api/v1/wasm/nodes"),
     (Method::POST, "/api/v1/wasm/nodes/n1/heartbeat"),
     (Method::POST, "/api/v1/wasm/interfaces"),
-    (Method::POST, "/api/v1/wasm/interfaces/acme:calc@1.0.0/validate"),
+    (
+        Method::POST,
+        "/api/v1/wasm/interfaces/acme:calc@1.0.0/validate",
+    ),
     (Method::POST, "/api/v1/wasm/execute"),
     (Method::POST, "/api/v1/wasm/deployments"),
     (Method::POST, "/api/v1/wasm/deployments/dep-1/promote"),
@@ -48,8 +51,14 @@ fn world() -> &'static World {
         let dir = tempfile::tempdir().unwrap();
         let key = SigningKey::Hs256(b"fuzz-signing-key-0123456789abcdef".to_vec());
         let auth = || {
-            Authenticator::new(&key, "wasmswap-control", 3600, vec![], Some("fuzz-node-token-0123456789".into()))
-                .unwrap()
+            Authenticator::new(
+                &key,
+                "wasmswap-control",
+                3600,
+                vec![],
+                Some("fuzz-node-token-0123456789".into()),
+            )
+            .unwrap()
         };
         let token = auth().issue("admin", Role::Admin).unwrap().token;
         let state = rt.block_on(async {
@@ -105,6 +114,9 @@ fuzz_target!(|data: &[u8]| {
     if !status.is_success() {
         let v: serde_json::Value = serde_json::from_slice(&bytes)
             .unwrap_or_else(|e| panic!("{method} {path} {status}: not JSON ({e})"));
-        assert!(v["error"]["code"].is_string(), "{method} {path} {status}: {v}");
+        assert!(
+            v["error"]["code"].is_string(),
+            "{method} {path} {status}: {v}"
+        );
     }
 });

@@ -4,20 +4,11 @@
 //! header; these reach the compiler and wasmswap's own limit checks.
 #![no_main]
 
-use std::sync::OnceLock;
-
 use libfuzzer_sys::fuzz_target;
-use wasmswap_core::{Error, Runtime};
+use wasmswap_core::Error;
 
 fuzz_target!(|module: wasm_smith::Module| {
-    static RT: OnceLock<Runtime> = OnceLock::new();
-    let rt = RT.get_or_init(|| {
-        Runtime::builder()
-            .max_instances(4)
-            .compile_timeout(std::time::Duration::from_secs(5))
-            .build()
-            .expect("runtime")
-    });
+    let rt = wasmswap_fuzz::runtime();
     let bytes = module.to_bytes();
     match rt.load(&bytes) {
         Ok(artifact) => assert_eq!(artifact.info().size_bytes, bytes.len()),

@@ -7,8 +7,12 @@ use libfuzzer_sys::fuzz_target;
 use wasmswap_core::wit::{self, Compatibility, Diff, WitPackage};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
-    let Ok(a) = WitPackage::parse("fuzz.wit", text) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(a) = WitPackage::parse("fuzz.wit", text) else {
+        return;
+    };
     let b = WitPackage::parse("fuzz.wit", text).expect("the same text parses twice");
     for diff in [wit::diff_packages(&a, &a), wit::diff_packages(&a, &b)] {
         assert!(diff.is_empty(), "{diff}");
