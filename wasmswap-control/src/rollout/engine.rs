@@ -224,18 +224,6 @@ impl Engine {
         }
     }
 
-    /// One pass, awaited: a step of every deployment with work (side by
-    /// side), then placement reconciliation if it is due.
-    pub async fn tick(&self) {
-        let work = self.work().await;
-        futures::stream::iter(work)
-            .for_each_concurrent(DEPLOYMENTS_AT_ONCE, |id| async move {
-                self.step_locked(&id).await;
-            })
-            .await;
-        self.reconcile_if_due().await;
-    }
-
     async fn reconcile_if_due(&self) {
         // Placement changes with heartbeats (seconds), not with every tick:
         // reconciling reads every finished deployment, so it runs at most
