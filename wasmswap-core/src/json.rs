@@ -3,7 +3,8 @@
 //! Component values follow the WIT types: records are objects keyed by field
 //! name, tuples are arrays, variants are `{"case": payload}` (or `"case"` with
 //! no payload), enums are strings, flags are arrays of names, options are
-//! `null` or the value, results are `{"ok": v}` / `{"err": e}`. 64-bit
+//! `null` or the value (`{"some": v}` when the value is itself an option, so
+//! `some(none)` differs from `none`), results are `{"ok": v}` / `{"err": e}`. 64-bit
 //! integers also accept decimal strings (JavaScript clients lose precision
 //! past 2^53); floats accept `"NaN"`, `"Infinity"` and `"-Infinity"` and
 //! return them for non-finite results. Every mismatch is an
@@ -450,9 +451,19 @@ pub(crate) fn to_val(v: &Json, ty: &Type, path: &str) -> Result<Val> {
             }
             Val::Enum(s.to_string())
         }
-        Type::Option(o) => match v {
-            Json::Null => Val::Option(None),
-            some => Val::Option(Some(Box::new(to_val(some, &o.ty(), path)?))),
+        Type::Option(o) => match (v, o.ty()) {
+            (Json::Null, _) => Val::Option(None),
+            // option<option<T>>: `{"some": x}` is `some(x)`, so `some(none)`
+            // (`{"some": null}`) can be told from `none`. A bare value is
+            // also `some`, as for any option.
+            (some, inner @ Type::Option(_)) => {
+                let payload = match some {
+                    Json::Object(map) if map.len() == 1 => map.get("some").unwrap_or(some),
+                    _ => some,
+                };
+                Val::Option(Some(Box::new(to_val(payload, &inner, path)?)))
+            }
+            (some, inner) => Val::Option(Some(Box::new(to_val(some, &inner, path)?))),
         },
         Type::Result(r) => {
             let (name, payload) = case_of(v).ok_or_else(err)?;
@@ -581,6 +592,8 @@ pub(crate) fn from_val(v: &Val) -> Result<Json> {
         Val::Variant(name, None) | Val::Enum(name) => Json::String(name.clone()),
         Val::Variant(name, Some(p)) => single(name, from_val(p)?),
         Val::Option(None) => Json::Null,
+        // Around an inner option a bare `null` would be ambiguous.
+        Val::Option(Some(x)) if matches!(**x, Val::Option(_)) => single("some", from_val(x)?),
         Val::Option(Some(x)) => from_val(x)?,
         Val::Result(Ok(x)) => single(
             "ok",

@@ -54,7 +54,8 @@
 //! values), `char` (a one-character string), `string`, `list<T>` (an array),
 //! records (objects by field name), tuples (arrays), variants
 //! (`{"case": payload}` or `"case"`), enums (strings), options (`null` or the
-//! value), results (`{"ok": v}` / `{"err": e}`) and flags (arrays of names).
+//! value; `{"some": v}` around an inner option, so `some(none)` is
+//! `{"some": null}`), results (`{"ok": v}` / `{"err": e}`) and flags (arrays of names).
 //! For core modules: numbers.
 //!
 //! ## Limits and the sandbox
@@ -83,6 +84,9 @@ mod artifact;
 mod cache;
 mod config;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 #[cfg(feature = "http")]
 mod http;
 mod json;

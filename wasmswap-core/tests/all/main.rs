@@ -6,6 +6,7 @@ mod component;
 mod core_module;
 mod hostile;
 mod http;
+mod json_fuzz;
 mod load;
 mod pool;
 mod props;
