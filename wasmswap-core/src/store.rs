@@ -2,6 +2,8 @@
 //! turns epoch ticks into timeouts, CPU-time budgets and CPU-share pauses.
 //! Every call gets a fresh store; a store that trapped is dropped with it.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use wasmtime::{Store, Trap, UpdateDeadline};
@@ -25,8 +27,16 @@ pub(crate) enum Stop {
 #[derive(Debug)]
 pub(crate) struct CallClock {
     started: Instant,
-    /// When the guest last resumed running (after a pause for its CPU share).
+    /// When the guest last resumed running (after a yield or a pause).
     resumed: Instant,
+    /// When the last CPU-share pause really ended, in nanoseconds since
+    /// `started`, written by the pause itself: a timer wakes up late (tokio's
+    /// resolution is 1 ms), and counting the oversleep as CPU time would
+    /// call for a longer pause next time, so a tenant got a fraction of its
+    /// share (a 50 % guest ran at about 10 % with a 500 µs tick).
+    woke: Arc<AtomicU64>,
+    /// The last tick paused the guest: `woke` says when it resumed.
+    paused: bool,
     cpu_time: Duration,
     timeout: Duration,
     cpu_budget: Option<Duration>,
@@ -40,6 +50,8 @@ impl CallClock {
         Self {
             started: now,
             resumed: now,
+            woke: Arc::new(AtomicU64::new(0)),
+            paused: false,
             cpu_time: Duration::ZERO,
             timeout: limits.timeout(),
             cpu_budget: limits.cpu_time(),
@@ -51,6 +63,10 @@ impl CallClock {
     /// Called by wasmtime at each epoch tick while the guest runs.
     fn on_tick(&mut self) -> UpdateDeadline {
         let now = Instant::now();
+        if std::mem::take(&mut self.paused) {
+            let woke = Duration::from_nanos(self.woke.load(Ordering::Relaxed));
+            self.resumed = self.resumed.max(self.started + woke);
+        }
         self.cpu_time += now.saturating_duration_since(self.resumed);
         let elapsed = now - self.started;
         if elapsed >= self.timeout {
@@ -70,7 +86,16 @@ impl CallClock {
             if due > elapsed {
                 let pause = (due - elapsed).min(self.timeout - elapsed);
                 self.resumed = now + pause;
-                return UpdateDeadline::YieldCustom(1, Box::pin(tokio::time::sleep(pause)));
+                self.paused = true;
+                let (woke, started) = (self.woke.clone(), self.started);
+                return UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(async move {
+                        tokio::time::sleep(pause).await;
+                        let since = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                        woke.store(since, Ordering::Relaxed);
+                    }),
+                );
             }
         }
         self.resumed = now;

@@ -227,7 +227,9 @@ async fn fuel_budget_ends_a_loop() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cpu_share_slows_a_hog_down() {
     // The same work at 100 % and at 20 % of a core: throttled, it must take
-    // several times longer (ideally 5x; 2.5x leaves room for a busy machine).
+    // about 5x longer — not less (2.5x leaves room for a busy machine), and
+    // not much more: when late timer wake-ups counted as CPU time, a 20 %
+    // guest got a fraction of its share and took 20x longer.
     let run = |percent: u8| async move {
         let limits = Limits {
             max_cpu_percent: percent,
@@ -241,9 +243,10 @@ async fn cpu_share_slows_a_hog_down() {
     };
     let full = run(100).await;
     let throttled = run(20).await;
+    let ratio = throttled.as_secs_f64() / full.as_secs_f64();
     assert!(
-        throttled.as_secs_f64() > 2.5 * full.as_secs_f64(),
-        "100%: {full:?}, 20%: {throttled:?}"
+        (2.5..8.0).contains(&ratio),
+        "100%: {full:?}, 20%: {throttled:?} ({ratio:.1}x)"
     );
 }
 
