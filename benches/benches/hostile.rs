@@ -165,10 +165,14 @@ fn pct(l: &[Duration], q: f64) -> f64 {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = std::env::var("HOSTILE_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        rt.worker_threads(n);
+    }
+    let rt = rt.enable_all().build().unwrap();
     rt.block_on(async {
         let calc = test_programs::bytes(test_programs::NUMERIC_MODULE);
         let bad = test_programs::bytes(test_programs::HOSTILE_MODULE);
@@ -180,6 +184,11 @@ fn main() {
         let host = Host::start(HostConfig {
             listen: ([127, 0, 0, 1], 0).into(),
             agent: Some((([127, 0, 0, 1], 0).into(), TOKEN.into())),
+            // `HOSTILE_EPOCH_TICK_US=200` tries another tick.
+            epoch_tick: std::env::var("HOSTILE_EPOCH_TICK_US")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map_or(HostConfig::default().epoch_tick, Duration::from_micros),
             ..Default::default()
         })
         .await

@@ -108,8 +108,9 @@ impl RuntimeConfig {
     /// Period of the epoch ticker thread: the granularity of timeouts and of
     /// CPU-share throttling, and the longest a computing guest holds its
     /// executor thread before yielding to other tasks on it. By default
-    /// 500 µs (at 2 ms, a hostile tenant raised another tenant's p99 on the
-    /// same node from 0.6 to 2.2 ms; see `benches/benches/hostile.rs`).
+    /// 500 µs: shorter ticks cut other tenants' tail latency while a guest
+    /// computes, at the cost of more ticker wake-ups (see
+    /// `benches/benches/hostile.rs` and BENCHMARKS.md).
     pub fn epoch_tick(&mut self, tick: Duration) -> &mut Self {
         self.epoch_tick = tick;
         self

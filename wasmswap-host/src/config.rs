@@ -78,6 +78,7 @@ struct FileConfig {
     header_read_timeout_ms: Option<u64>,
     shutdown_grace_ms: Option<u64>,
     drain_timeout_ms: Option<u64>,
+    epoch_tick_us: Option<u64>,
     max_invoke_body_bytes: Option<usize>,
     max_modules: Option<u32>,
     control_plane: Option<String>,
@@ -139,6 +140,10 @@ pub struct HostConfig {
     pub shutdown_grace: Duration,
     /// How long an unload waits for calls to finish.
     pub drain_timeout: Duration,
+    /// The runtime's epoch tick: how long a computing guest may hold an
+    /// executor thread before other requests get it (and the granularity
+    /// of timeouts and CPU shares).
+    pub epoch_tick: Duration,
     /// Largest `/_invoke` body.
     pub max_invoke_body: usize,
     /// Versions this node holds at most.
@@ -171,6 +176,7 @@ impl Default for HostConfig {
             header_read_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(30),
+            epoch_tick: Duration::from_micros(500),
             max_invoke_body: 1 << 20,
             max_modules: 1000,
             control_plane: None,
@@ -266,6 +272,9 @@ impl HostConfig {
             header_read_timeout: ms(file.header_read_timeout_ms, d.header_read_timeout),
             shutdown_grace: ms(file.shutdown_grace_ms, d.shutdown_grace),
             drain_timeout: ms(file.drain_timeout_ms, d.drain_timeout),
+            epoch_tick: file
+                .epoch_tick_us
+                .map_or(d.epoch_tick, Duration::from_micros),
             max_invoke_body: file.max_invoke_body_bytes.unwrap_or(d.max_invoke_body),
             max_modules: file.max_modules.unwrap_or(d.max_modules),
             control_plane,
@@ -302,6 +311,16 @@ mod tests {
         );
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(c.drain_timeout, Duration::from_secs(30));
+        assert_eq!(c.epoch_tick, Duration::from_micros(500));
+
+        let tuned = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(tuned.path(), "epoch_tick_us = 200\n").unwrap();
+        let c = HostConfig::from_cli(Cli {
+            config: Some(tuned.path().into()),
+            ..Cli::default()
+        })
+        .unwrap();
+        assert_eq!(c.epoch_tick, Duration::from_micros(200));
 
         let bad = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(bad.path(), "listen = \"127.0.0.1:1\"\nlisten_port = 3\n").unwrap();

@@ -80,6 +80,7 @@ impl Host {
     pub async fn start(config: HostConfig) -> anyhow::Result<Host> {
         let mut rc = Runtime::builder();
         rc.max_instances(config.max_instances);
+        rc.epoch_tick(config.epoch_tick);
         if let Some(dir) = &config.cache_dir {
             rc.cache_dir(dir);
         }
