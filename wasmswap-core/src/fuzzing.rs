@@ -46,9 +46,12 @@ pub fn wit_json(runtime: &Runtime, data: &[u8]) {
     };
     let wit = render_world(&params);
     let bytes = component_for(&wit);
-    let artifact = runtime
-        .load(&bytes)
-        .unwrap_or_else(|e| panic!("a component from valid WIT was refused: {e}\n{wit}"));
+    let artifact = match runtime.load(&bytes) {
+        Ok(a) => a,
+        // A slow compile under sanitizers on a busy machine is not a finding.
+        Err(Error::Load(crate::LoadError::CompileTimeout(_))) => return,
+        Err(e) => panic!("a component from valid WIT was refused: {e}\n{wit}"),
+    };
     let version = Version::new(
         runtime,
         &artifact,
@@ -68,6 +71,9 @@ pub fn wit_json(runtime: &Runtime, data: &[u8]) {
             return;
         };
         let j = json::from_val(&val).expect("values of these types have a JSON form");
+        // Stays a `serde_json::Value`: through JSON text, serde_json (without
+        // its `float_roundtrip` feature) can misparse an f64's last bit —
+        // open work, see RELIABILITY.md.
         match json::to_val(&j, ty, name) {
             Ok(back) => assert!(same(&back, &val), "{name}: {val:?} → {j} → {back:?}\n{wit}"),
             Err(e) => panic!("{name}: {val:?} → {j} was refused: {e}\n{wit}"),
@@ -521,7 +527,7 @@ fn check_junk(version: &Version, types: &[(String, Type)], args: &Json, wit: &st
     }
     match call(version, args) {
         Err(Error::BadArgument { .. }) if converted.is_err() => {}
-        Err(Error::Trap { .. }) if converted.is_ok() => {}
+        Err(e) if converted.is_ok() && reached_guest(&e) => {}
         other => panic!(
             "a call with {args} ended in {other:?}; conversion alone gave {converted:?}\n{wit}"
         ),
@@ -530,12 +536,27 @@ fn check_junk(version: &Version, types: &[(String, Type)], args: &Json, wit: &st
 
 fn expect_reaches_guest(version: &Version, args: &Json, wit: &str) {
     match call(version, args) {
-        Err(Error::Trap { .. }) => {}
+        Err(e) if reached_guest(&e) => {}
         other => panic!("valid arguments {args} did not reach the guest: {other:?}\n{wit}"),
     }
 }
 
-/// `f(args)` through [`Version::invoke_json`], the path every JSON call takes.
+/// The dummy module's export bodies and `cabi_realloc` are `unreachable`:
+/// that trap, and no other error (wasmtime refusing mistyped values would
+/// also be a `Trap`, without this code), means the arguments got through.
+fn reached_guest(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Trap {
+            code: Some(wasmtime::Trap::UnreachableCodeReached),
+            ..
+        }
+    )
+}
+
+/// `f(args)` through [`Version::invoke_json`], the path every JSON call takes,
+/// on a runtime of its own: [`wit_json`] must not be called from async code
+/// (a runtime cannot be started inside another).
 fn call(version: &Version, args: &Json) -> crate::Result<Json> {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RT.get_or_init(|| {

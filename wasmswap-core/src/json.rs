@@ -454,8 +454,9 @@ pub(crate) fn to_val(v: &Json, ty: &Type, path: &str) -> Result<Val> {
         Type::Option(o) => match (v, o.ty()) {
             (Json::Null, _) => Val::Option(None),
             // option<option<T>>: `{"some": x}` is `some(x)`, so `some(none)`
-            // (`{"some": null}`) can be told from `none`. A bare value is
-            // also `some`, as for any option.
+            // (`{"some": null}`) can be told from `none`. Any other bare
+            // value is also `some`; a one-key object `{"some": …}` is always
+            // the wrapper, so an inner value of that shape must be wrapped.
             (some, inner @ Type::Option(_)) => {
                 let payload = match some {
                     Json::Object(map) if map.len() == 1 => map.get("some").unwrap_or(some),

@@ -25,7 +25,9 @@ pub struct Limits {
     /// Default 50.
     pub max_cpu_percent: u8,
     /// CPU time budget per call in milliseconds (time actually running, not
-    /// time paused by the CPU share); `None` for no budget beyond the timeout.
+    /// time paused by the CPU share or queued behind other tasks; time
+    /// inside host calls such as WASI I/O does count); `None` for no budget
+    /// beyond the timeout.
     /// Default `None`.
     pub cpu_time_ms: Option<u64>,
     /// Maximum elements per table. Default 10,000.

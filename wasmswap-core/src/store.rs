@@ -27,15 +27,17 @@ pub(crate) enum Stop {
 #[derive(Debug)]
 pub(crate) struct CallClock {
     started: Instant,
-    /// When the guest last resumed running (after a yield or a pause).
+    /// When the guest last started running: the call's start, or the end
+    /// of its last yield.
     resumed: Instant,
-    /// When the last CPU-share pause really ended, in nanoseconds since
-    /// `started`, written by the pause itself: a timer wakes up late (tokio's
-    /// resolution is 1 ms), and counting the oversleep as CPU time would
-    /// call for a longer pause next time, so a tenant got a fraction of its
-    /// share (a 50 % guest ran at about 10 % with a 500 µs tick).
+    /// When the last yield really ended, in nanoseconds since `started`,
+    /// written by the yield itself: a timer wakes up late (tokio's
+    /// resolution is 1 ms) and a yielded task waits behind others, and
+    /// counting that as CPU time called for longer pauses, so a tenant got
+    /// a fraction of its share (a 50 % guest ran at about 10 % with a 500 µs
+    /// tick). Time inside host calls (WASI) still counts.
     woke: Arc<AtomicU64>,
-    /// The last tick paused the guest: `woke` says when it resumed.
+    /// The last tick yielded: `woke` says when the guest resumed.
     paused: bool,
     cpu_time: Duration,
     timeout: Duration,
@@ -85,23 +87,33 @@ impl CallClock {
             let due = self.cpu_time * 100 / self.cpu_percent;
             if due > elapsed {
                 let pause = (due - elapsed).min(self.timeout - elapsed);
-                self.resumed = now + pause;
-                self.paused = true;
-                let (woke, started) = (self.woke.clone(), self.started);
-                return UpdateDeadline::YieldCustom(
-                    1,
-                    Box::pin(async move {
-                        tokio::time::sleep(pause).await;
-                        let since = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                        woke.store(since, Ordering::Relaxed);
-                    }),
-                );
+                return self.yield_until(now, tokio::time::sleep(pause));
             }
         }
-        self.resumed = now;
         // Yield even when not throttled, so one busy guest cannot starve the
         // other tasks on its executor thread.
-        UpdateDeadline::Yield(1)
+        self.yield_until(now, tokio::task::yield_now())
+    }
+
+    /// Yields to the executor until `wait` ends, and has the wait stamp
+    /// when it did: time off the CPU (a timer waking late, a wait in the run
+    /// queue behind other tasks) is not the guest's CPU time.
+    fn yield_until(
+        &mut self,
+        now: Instant,
+        wait: impl Future<Output = ()> + Send + 'static,
+    ) -> UpdateDeadline {
+        self.resumed = now;
+        self.paused = true;
+        let (woke, started) = (self.woke.clone(), self.started);
+        UpdateDeadline::YieldCustom(
+            1,
+            Box::pin(async move {
+                wait.await;
+                let since = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                woke.store(since, Ordering::Relaxed);
+            }),
+        )
     }
 }
 

@@ -272,9 +272,11 @@ impl HostConfig {
             header_read_timeout: ms(file.header_read_timeout_ms, d.header_read_timeout),
             shutdown_grace: ms(file.shutdown_grace_ms, d.shutdown_grace),
             drain_timeout: ms(file.drain_timeout_ms, d.drain_timeout),
-            epoch_tick: file
-                .epoch_tick_us
-                .map_or(d.epoch_tick, Duration::from_micros),
+            epoch_tick: match file.epoch_tick_us {
+                None => d.epoch_tick,
+                Some(us @ 100..=1_000_000) => Duration::from_micros(us),
+                Some(us) => bail!("epoch_tick_us = {us}: use 100 to 1000000 (100 µs to 1 s)"),
+            },
             max_invoke_body: file.max_invoke_body_bytes.unwrap_or(d.max_invoke_body),
             max_modules: file.max_modules.unwrap_or(d.max_modules),
             control_plane,
@@ -321,6 +323,16 @@ mod tests {
         })
         .unwrap();
         assert_eq!(c.epoch_tick, Duration::from_micros(200));
+        std::fs::write(tuned.path(), "epoch_tick_us = 20\n").unwrap();
+        let e = HostConfig::from_cli(Cli {
+            config: Some(tuned.path().into()),
+            ..Cli::default()
+        })
+        .unwrap_err();
+        assert!(
+            format!("{e:#}").contains("epoch_tick_us = 20: use 100 to 1000000"),
+            "{e:#}"
+        );
 
         let bad = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(bad.path(), "listen = \"127.0.0.1:1\"\nlisten_port = 3\n").unwrap();
