@@ -27,18 +27,14 @@ pub(crate) enum Stop {
 #[derive(Debug)]
 pub(crate) struct CallClock {
     started: Instant,
-    /// When the guest last started running: the call's start, or the end
-    /// of its last yield.
-    resumed: Instant,
-    /// When the last yield really ended, in nanoseconds since `started`,
-    /// written by the yield itself: a timer wakes up late (tokio's
-    /// resolution is 1 ms) and a yielded task waits behind others, and
-    /// counting that as CPU time called for longer pauses, so a tenant got
-    /// a fraction of its share (a 50 % guest ran at about 10 % with a 500 µs
-    /// tick). Time inside host calls (WASI) still counts.
+    /// When the guest last started running, in nanoseconds since `started`
+    /// (0: the call's start), written by each yield as it ends: a timer
+    /// wakes up late (tokio's resolution is 1 ms) and a yielded task waits
+    /// behind others, and counting that as CPU time called for longer
+    /// pauses, so a tenant got a fraction of its share (a 50 % guest ran at
+    /// about 10 % with a 500 µs tick). Time inside host calls (WASI) still
+    /// counts.
     woke: Arc<AtomicU64>,
-    /// The last tick yielded: `woke` says when the guest resumed.
-    paused: bool,
     cpu_time: Duration,
     timeout: Duration,
     cpu_budget: Option<Duration>,
@@ -51,9 +47,7 @@ impl CallClock {
         let now = Instant::now();
         Self {
             started: now,
-            resumed: now,
             woke: Arc::new(AtomicU64::new(0)),
-            paused: false,
             cpu_time: Duration::ZERO,
             timeout: limits.timeout(),
             cpu_budget: limits.cpu_time(),
@@ -65,11 +59,10 @@ impl CallClock {
     /// Called by wasmtime at each epoch tick while the guest runs.
     fn on_tick(&mut self) -> UpdateDeadline {
         let now = Instant::now();
-        if std::mem::take(&mut self.paused) {
-            let woke = Duration::from_nanos(self.woke.load(Ordering::Relaxed));
-            self.resumed = self.resumed.max(self.started + woke);
-        }
-        self.cpu_time += now.saturating_duration_since(self.resumed);
+        // Every tick ends in a yield, and wasmtime awaits it before the
+        // guest runs again, so `woke` is when this stretch of running began.
+        let resumed = self.started + Duration::from_nanos(self.woke.load(Ordering::Relaxed));
+        self.cpu_time += now.saturating_duration_since(resumed);
         let elapsed = now - self.started;
         if elapsed >= self.timeout {
             self.stopped = Some(Stop::Timeout);
@@ -87,24 +80,18 @@ impl CallClock {
             let due = self.cpu_time * 100 / self.cpu_percent;
             if due > elapsed {
                 let pause = (due - elapsed).min(self.timeout - elapsed);
-                return self.yield_until(now, tokio::time::sleep(pause));
+                return self.yield_until(tokio::time::sleep(pause));
             }
         }
         // Yield even when not throttled, so one busy guest cannot starve the
         // other tasks on its executor thread.
-        self.yield_until(now, tokio::task::yield_now())
+        self.yield_until(tokio::task::yield_now())
     }
 
     /// Yields to the executor until `wait` ends, and has the wait stamp
     /// when it did: time off the CPU (a timer waking late, a wait in the run
     /// queue behind other tasks) is not the guest's CPU time.
-    fn yield_until(
-        &mut self,
-        now: Instant,
-        wait: impl Future<Output = ()> + Send + 'static,
-    ) -> UpdateDeadline {
-        self.resumed = now;
-        self.paused = true;
+    fn yield_until(&self, wait: impl Future<Output = ()> + Send + 'static) -> UpdateDeadline {
         let (woke, started) = (self.woke.clone(), self.started);
         UpdateDeadline::YieldCustom(
             1,
