@@ -315,35 +315,28 @@ mod tests {
         assert_eq!(c.drain_timeout, Duration::from_secs(30));
         assert_eq!(c.epoch_tick, Duration::from_micros(500));
 
-        let tuned = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(tuned.path(), "epoch_tick_us = 200\n").unwrap();
-        let c = HostConfig::from_cli(Cli {
-            config: Some(tuned.path().into()),
-            ..Cli::default()
-        })
-        .unwrap();
+        let c = from_file("epoch_tick_us = 200\n").unwrap();
         assert_eq!(c.epoch_tick, Duration::from_micros(200));
-        std::fs::write(tuned.path(), "epoch_tick_us = 20\n").unwrap();
-        let e = HostConfig::from_cli(Cli {
-            config: Some(tuned.path().into()),
-            ..Cli::default()
-        })
-        .unwrap_err();
+        let e = from_file("epoch_tick_us = 20\n").unwrap_err();
         assert!(
             format!("{e:#}").contains("epoch_tick_us = 20: use 100 to 1000000"),
             "{e:#}"
         );
 
-        let bad = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(bad.path(), "listen = \"127.0.0.1:1\"\nlisten_port = 3\n").unwrap();
-        let e = HostConfig::from_cli(Cli {
-            config: Some(bad.path().into()),
-            ..Cli::default()
-        })
-        .unwrap_err();
+        let e = from_file("listen = \"127.0.0.1:1\"\nlisten_port = 3\n").unwrap_err();
         assert!(
             format!("{e:#}").contains("unknown field `listen_port`"),
             "{e:#}"
         );
+    }
+
+    /// The configuration from a file holding `text`, with no flags.
+    fn from_file(text: &str) -> anyhow::Result<HostConfig> {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        HostConfig::from_cli(Cli {
+            config: Some(file.path().into()),
+            ..Cli::default()
+        })
     }
 }
