@@ -71,12 +71,17 @@ pub fn wit_json(runtime: &Runtime, data: &[u8]) {
             return;
         };
         let j = json::from_val(&val).expect("values of these types have a JSON form");
-        // Stays a `serde_json::Value`: through JSON text, serde_json (without
-        // its `float_roundtrip` feature) can misparse an f64's last bit —
-        // open work, see RELIABILITY.md.
+        // Through JSON text too, as a request body arrives: every f64 must
+        // print and parse back to the same bits (serde_json's
+        // `float_roundtrip` feature, enabled workspace-wide).
+        let text = j.to_string();
+        let j: Json = serde_json::from_str(&text).expect("serde_json parses what it printed");
         match json::to_val(&j, ty, name) {
-            Ok(back) => assert!(same(&back, &val), "{name}: {val:?} → {j} → {back:?}\n{wit}"),
-            Err(e) => panic!("{name}: {val:?} → {j} was refused: {e}\n{wit}"),
+            Ok(back) => assert!(
+                same(&back, &val),
+                "{name}: {val:?} → {text} → {back:?}\n{wit}"
+            ),
+            Err(e) => panic!("{name}: {val:?} → {text} was refused: {e}\n{wit}"),
         }
         args.push(j);
     }

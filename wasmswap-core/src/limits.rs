@@ -21,12 +21,14 @@ pub struct Limits {
     pub timeout_ms: u64,
     /// Share of one core a call may use, in percent (1–100). Once a call has
     /// used 10 ms of CPU, it is paused at epoch ticks whenever its CPU time
-    /// exceeds this share of its wall time; shorter calls are never paused.
+    /// exceeds this share of its wall time (CPU time as for `cpu_time_ms`);
+    /// shorter calls are never paused.
     /// Default 50.
     pub max_cpu_percent: u8,
-    /// CPU time budget per call in milliseconds (time actually running, not
-    /// time paused by the CPU share or queued behind other tasks; time
-    /// inside host calls such as WASI I/O does count); `None` for no budget
+    /// CPU time budget per call in milliseconds: time running wasm code —
+    /// not time paused by the CPU share, queued behind other tasks, or
+    /// inside host calls such as a WASI sleep or read (those are bounded by
+    /// the timeout); `None` for no budget
     /// beyond the timeout.
     /// Default `None`.
     pub cpu_time_ms: Option<u64>,

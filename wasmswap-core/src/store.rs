@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use wasmtime::{Store, Trap, UpdateDeadline};
+use wasmtime::{CallHook, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
 
@@ -32,9 +32,15 @@ pub(crate) struct CallClock {
     /// wakes up late (tokio's resolution is 1 ms) and a yielded task waits
     /// behind others, and counting that as CPU time called for longer
     /// pauses, so a tenant got a fraction of its share (a 50 % guest ran at
-    /// about 10 % with a 500 µs tick). Time inside host calls (WASI) still
-    /// counts.
+    /// about 10 % with a 500 µs tick).
     woke: Arc<AtomicU64>,
+    /// When the guest last left wasm for the host (a WASI call, the end of
+    /// a call), if it is there now. Set by the call hook, which is only
+    /// installed when CPU time is accounted.
+    in_host_since: Option<Instant>,
+    /// Host time within the current stretch of running: a WASI sleep or
+    /// read is not the guest's CPU time.
+    host_time: Duration,
     cpu_time: Duration,
     timeout: Duration,
     cpu_budget: Option<Duration>,
@@ -48,6 +54,8 @@ impl CallClock {
         Self {
             started: now,
             woke: Arc::new(AtomicU64::new(0)),
+            in_host_since: None,
+            host_time: Duration::ZERO,
             cpu_time: Duration::ZERO,
             timeout: limits.timeout(),
             cpu_budget: limits.cpu_time(),
@@ -61,8 +69,12 @@ impl CallClock {
         let now = Instant::now();
         // Every tick ends in a yield, and wasmtime awaits it before the
         // guest runs again, so `woke` is when this stretch of running began.
+        // Ticks fire only in wasm code and host calls never yield through
+        // this callback, so every host call since then lies inside the
+        // stretch and is taken out of it.
         let resumed = self.started + Duration::from_nanos(self.woke.load(Ordering::Relaxed));
-        self.cpu_time += now.saturating_duration_since(resumed);
+        let stretch = now.saturating_duration_since(resumed);
+        self.cpu_time += stretch.saturating_sub(std::mem::take(&mut self.host_time));
         let elapsed = now - self.started;
         if elapsed >= self.timeout {
             self.stopped = Some(Stop::Timeout);
@@ -86,6 +98,22 @@ impl CallClock {
         // Yield even when not throttled, so one busy guest cannot starve the
         // other tasks on its executor thread.
         self.yield_until(tokio::task::yield_now())
+    }
+
+    /// Whether calls under `limits` need CPU time, and so the call hook.
+    pub(crate) fn accounts_cpu(limits: &Limits) -> bool {
+        limits.max_cpu_percent < 100 || limits.cpu_time().is_some()
+    }
+
+    /// Called by wasmtime on every transition between wasm and the host
+    /// (a host function called from wasm, and wasm called back from the
+    /// host inside one, as `cabi_realloc` is while results are lowered).
+    fn on_call_hook(&mut self, hook: CallHook) {
+        if hook.entering_host() {
+            self.in_host_since = Some(Instant::now());
+        } else if let Some(since) = self.in_host_since.take() {
+            self.host_time += since.elapsed();
+        }
     }
 
     /// Yields to the executor until `wait` ends, and has the wait stamp
@@ -204,6 +232,13 @@ pub(crate) fn new_store<T: CallData>(
     }
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(|mut cx| Ok(cx.data_mut().clock().on_tick()));
+    // Only where CPU time is limited: the hook runs on every host call.
+    if CallClock::accounts_cpu(limits) {
+        store.call_hook(|mut cx, hook| {
+            cx.data_mut().clock().on_call_hook(hook);
+            Ok(())
+        });
+    }
     store
 }
 

@@ -275,3 +275,47 @@ async fn a_guest_blocked_in_a_host_call_still_times_out() {
     );
     assert_eq!(v.counters().errors_of(wasmswap_core::ErrorKind::Timeout), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_inside_host_calls_is_not_cpu_time() {
+    // A 300 ms WASI sleep under a 50 ms CPU budget and a 10 % share: the
+    // guest runs for microseconds, so neither may stop or pause it. Counted
+    // as CPU time, the sleep would exceed the budget (`CpuLimit`) or call
+    // for a 3 s pause (past the 2 s timeout).
+    let limits = Limits {
+        cpu_time_ms: Some(50),
+        max_cpu_percent: 10,
+        timeout_ms: 2_000,
+        ..short_limits()
+    };
+    let v = version_with(
+        test_programs::SANDBOX_PROBE_COMPONENT,
+        limits,
+        Capabilities::none(),
+    );
+    for _ in 0..3 {
+        let started = Instant::now();
+        v.invoke_json("sleep-ms", &json!([300])).await.unwrap();
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(300) && took < Duration::from_millis(1_500),
+            "{took:?}"
+        );
+    }
+
+    // The budget still stops code that computes.
+    let hog = version_with(
+        test_programs::HOSTILE_MODULE,
+        Limits {
+            cpu_time_ms: Some(50),
+            timeout_ms: 20_000,
+            ..short_limits()
+        },
+        Capabilities::none(),
+    );
+    let e = hog
+        .invoke_json("cpu_hog", &json!([1_000_000]))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::CpuLimit(_)), "{e:?}");
+}

@@ -74,3 +74,22 @@ fn nested_options_keep_some_none_apart_from_none() {
         r#"bad argument `p0`: expected u32, got string "x""#
     );
 }
+
+#[test]
+fn f64_survives_json_text_bit_for_bit() {
+    // Found by the wit_json target once it sent values through JSON text:
+    // without serde_json's `float_roundtrip` this parsed back one ulp off.
+    let rt = crate::runtime();
+    for x in [
+        -2.2974057608002442e201_f64,
+        f64::MIN_POSITIVE,
+        5e-324,
+        f64::MAX,
+        0.1 + 0.2,
+    ] {
+        let text = json!(x).to_string();
+        let parsed: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let back = fuzzing::json_round_trip(&rt, "f64", &parsed).unwrap();
+        assert_eq!(back.as_f64().unwrap().to_bits(), x.to_bits(), "{text}");
+    }
+}
