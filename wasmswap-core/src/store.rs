@@ -101,7 +101,7 @@ impl CallClock {
     }
 
     /// Whether calls under `limits` need CPU time, and so the call hook.
-    pub(crate) fn accounts_cpu(limits: &Limits) -> bool {
+    fn accounts_cpu(limits: &Limits) -> bool {
         limits.max_cpu_percent < 100 || limits.cpu_time().is_some()
     }
 

@@ -238,14 +238,7 @@ async fn swaps_and_rollbacks_under_load_drop_nothing() {
             }
         }));
     }
-    for i in 0..200 {
-        // Requests interleave with the swaps: two more answers between
-        // each pair, however fast the agent or the guests are.
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while ok.load(Ordering::Relaxed) < 2 * i {
-            assert!(std::time::Instant::now() < deadline, "requests stalled");
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+    for _ in 0..200 {
         let (s, b) = c.route("hello", json!({"stable": "v2"})).await;
         assert_eq!(s, 200, "{b}");
         let (s, b) = c
@@ -264,6 +257,11 @@ async fn swaps_and_rollbacks_under_load_drop_nothing() {
         (0, 0),
         "{:?}",
         failures.lock()
+    );
+    assert!(
+        ok.load(Ordering::Relaxed) > 400,
+        "only {} requests ran",
+        ok.load(Ordering::Relaxed)
     );
     assert!(
         seen.contains_key("v1") && seen.contains_key("v2"),

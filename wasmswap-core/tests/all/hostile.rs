@@ -302,20 +302,4 @@ async fn time_inside_host_calls_is_not_cpu_time() {
             "{took:?}"
         );
     }
-
-    // The budget still stops code that computes.
-    let hog = version_with(
-        test_programs::HOSTILE_MODULE,
-        Limits {
-            cpu_time_ms: Some(50),
-            timeout_ms: 20_000,
-            ..short_limits()
-        },
-        Capabilities::none(),
-    );
-    let e = hog
-        .invoke_json("cpu_hog", &json!([1_000_000]))
-        .await
-        .unwrap_err();
-    assert!(matches!(e, Error::CpuLimit(_)), "{e:?}");
 }
