@@ -37,12 +37,15 @@ pub enum CliError {
     )]
     NotLoggedIn,
     /// A rollout ended without completing.
-    #[error("deployment {id} ended {status}")]
+    #[error("deployment {id} ended {status}{}", why.as_deref().map(|w| format!(": {w}")).unwrap_or_default())]
     RolloutFailed {
         /// Deployment id.
         id: String,
         /// Its final status.
         status: String,
+        /// What ended it, from its event history (the rollback's or the
+        /// failure's reason), when the control plane says.
+        why: Option<String>,
     },
     /// A watched rollout stopped where a person has to act (it waits for
     /// `execute` or an approval, or paused after a failed check), or the

@@ -274,7 +274,7 @@ impl LocalCluster {
         let quiet = deployments::Bar::new(true);
         let d =
             deployments::follow(&self.api, id, &quiet, None, Duration::from_millis(100)).await?;
-        deployments::completed(id, d)
+        deployments::completed(&self.api, id, d).await
     }
 
     /// Stops the nodes (finishing their requests), then the control plane

@@ -202,18 +202,37 @@ pub async fn watch(
     if json {
         output::json(&d);
     }
-    completed(id, d)
+    completed(api, id, d).await
 }
 
-/// `d` (a deployment that ended) if it completed, else why not.
-pub fn completed(id: &str, d: Value) -> Result<Value, CliError> {
-    match s(&d, "status").as_str() {
-        "completed" => Ok(d),
-        status => Err(CliError::RolloutFailed {
-            id: id.to_string(),
-            status: status.to_string(),
-        }),
+/// Event kinds that say why a deployment did not complete.
+const ENDING_EVENTS: [&str; 4] = ["rolling-back", "aborting", "aborted", "failed"];
+
+/// `d` (a deployment that ended) if it completed, else why not: the
+/// reason comes from its latest rollback, abort or failure event, so a
+/// pipeline's log says what to fix rather than only that it failed.
+pub async fn completed(api: &Api, id: &str, d: Value) -> Result<Value, CliError> {
+    let status = s(&d, "status");
+    if status == "completed" {
+        return Ok(d);
     }
+    // Best effort: the status alone is still an answer.
+    let why = api
+        .get(&format!("/wasm/deployments/{}/events", encode(id)))
+        .await
+        .ok()
+        .and_then(|events| {
+            events.as_array()?.iter().rev().find_map(|e| {
+                ENDING_EVENTS
+                    .contains(&e["kind"].as_str()?)
+                    .then(|| s(e, "message"))
+            })
+        });
+    Err(CliError::RolloutFailed {
+        id: id.to_string(),
+        status,
+        why,
+    })
 }
 
 /// Polls deployment `id` every `every`, showing it on `bar`, until it ends

@@ -324,7 +324,12 @@ async fn every_command_against_a_local_cluster() {
         r.stdout,
         r.stderr
     );
-    assert!(r.stderr.contains("rolled_back"), "{}", r.stderr);
+    // The message says why: the abort, and who.
+    assert!(
+        r.stderr.contains("ended rolled_back: abort by admin"),
+        "{}",
+        r.stderr
+    );
 
     // A deployment nobody starts: the watch says so (8) instead of hanging,
     // and a watch with --timeout gives up (8).

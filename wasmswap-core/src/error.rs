@@ -153,6 +153,14 @@ pub enum Error {
     /// The async runtime was missing or a worker thread died.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The client stopped reading a streamed response (it hung up), and
+    /// the guest then failed, typically writing the body nobody reads. Not
+    /// the guest's fault, and not an answer anyone sees: counted apart
+    /// (HTTP servers log it as 499) so a rollout does not blame the version.
+    #[error(
+        "the client closed the connection before the response ended; the guest then stopped: {0}"
+    )]
+    ClientClosed(String),
 }
 
 impl Error {
@@ -169,6 +177,7 @@ impl Error {
             Error::Trap { .. } | Error::Exit(_) => ErrorKind::Trap,
             Error::NoSuchFunction(_) | Error::BadArgument { .. } => ErrorKind::BadRequest,
             Error::PoolExhausted(_) => ErrorKind::Overloaded,
+            Error::ClientClosed(_) => ErrorKind::ClientClosed,
             _ => ErrorKind::Internal,
         }
     }
@@ -215,11 +224,13 @@ pub enum ErrorKind {
     Overloaded,
     /// A host-side failure.
     Internal,
+    /// The client hung up before the response ended.
+    ClientClosed,
 }
 
 impl ErrorKind {
     /// Every kind, in a fixed order (the index used by per-kind counters).
-    pub const ALL: [ErrorKind; 11] = [
+    pub const ALL: [ErrorKind; 12] = [
         ErrorKind::Load,
         ErrorKind::MemoryLimit,
         ErrorKind::ResourceLimit,
@@ -231,6 +242,7 @@ impl ErrorKind {
         ErrorKind::BadRequest,
         ErrorKind::Overloaded,
         ErrorKind::Internal,
+        ErrorKind::ClientClosed,
     ];
 
     /// The snake_case name used in metrics and JSON.
@@ -247,6 +259,7 @@ impl ErrorKind {
             ErrorKind::BadRequest => "bad_request",
             ErrorKind::Overloaded => "overloaded",
             ErrorKind::Internal => "internal",
+            ErrorKind::ClientClosed => "client_closed",
         }
     }
 

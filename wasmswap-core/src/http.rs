@@ -4,9 +4,14 @@
 //! requests allowed only to the version's granted hosts.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http_body::Body;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::combinators::UnsyncBoxBody;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -113,6 +118,8 @@ where
         }
     };
     let proxy = proxy.clone();
+    let abandoned = Arc::new(AtomicBool::new(false));
+    let client_left = abandoned.clone();
     let task = tokio::spawn(async move {
         let call = async {
             let instance = proxy.instantiate_async(&mut store).await?;
@@ -127,10 +134,25 @@ where
             Ok(r) => r.map_err(|e| crate::store::classify(e, &mut store, &limits)),
             Err(_) => Err(Error::Timeout(limits.timeout())),
         };
+        // Read while the store still holds the guest's end of the body: the
+        // client's side can only have gone first, so a trap now is the
+        // guest failing to write to nobody (limits and timeouts stay its own).
+        let result = match result {
+            Err(e @ Error::Trap { .. }) if client_left.load(Ordering::Acquire) => {
+                Err(Error::ClientClosed(e.to_string()))
+            }
+            r => r,
+        };
         (result, store.data().limiter.memory_high_water)
     });
     let response = match receiver.await {
-        Ok(Ok(resp)) => Ok(resp),
+        Ok(Ok(resp)) => Ok(resp.map(|body| {
+            UnsyncBoxBody::new(Watched {
+                inner: body,
+                ended: false,
+                abandoned,
+            })
+        })),
         Ok(Err(code)) => Err(Some(Error::Trap {
             code: None,
             message: format!("guest answered with an error: {code:?}"),
@@ -140,4 +162,45 @@ where
         Err(_) => Err(None),
     };
     (response, task)
+}
+
+/// A guest's response body that notes when it is dropped before its end:
+/// the client hung up (hyper drops the body with the connection).
+struct Watched {
+    inner: HyperOutgoingBody,
+    ended: bool,
+    abandoned: Arc<AtomicBool>,
+}
+
+impl Body for Watched {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        // An error frame ends it too: the guest failed first.
+        if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
+            self.ended = true;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        if !self.ended && !self.inner.is_end_stream() {
+            self.abandoned.store(true, Ordering::Release);
+        }
+    }
 }

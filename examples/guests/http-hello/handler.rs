@@ -29,6 +29,11 @@ impl wasip2::exports::http::incoming_handler::Guest for Handler {
         response.set_status_code(status).expect("valid status");
         let body = response.body().expect("body taken once");
         ResponseOutparam::set(response_out, Ok(response));
+        if path.starts_with("/slow") {
+            // The head is out; the body follows 100 ms later (a slow
+            // upstream, a long render): time for a client to hang up.
+            wasip2::clocks::monotonic_clock::subscribe_duration(100_000_000).block();
+        }
         let stream = body.write().expect("stream taken once");
         stream
             .blocking_write_and_flush(text.as_bytes())

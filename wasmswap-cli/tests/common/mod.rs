@@ -32,6 +32,9 @@ pub fn traffic(cluster: &LocalCluster) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let http = reqwest::Client::new();
         for i in 0usize.. {
+            // The response is dropped unread, as impatient clients do: the
+            // guest's body write then fails, which must not count against
+            // the version (a client hang-up, not a crash).
             let _ = http
                 .get(format!("{}/hello/", urls[i % urls.len()]))
                 .header("x-wasmswap-key", i.to_string())

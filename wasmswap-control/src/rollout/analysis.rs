@@ -54,10 +54,15 @@ impl Window {
             .map(|(i, n)| n.saturating_sub(base.latency_buckets.get(i).copied().unwrap_or(0)))
             .collect();
         let over = |s: &CounterSnapshot| s.errors_of(ErrorKind::MemoryLimit);
+        // A client hanging up is not the version failing it.
+        let errors = |s: &CounterSnapshot| {
+            s.errors
+                .saturating_sub(s.errors_of(ErrorKind::ClientClosed))
+        };
         Window {
             memory_limit_errors: over(now).saturating_sub(over(base)),
             calls: now.calls.saturating_sub(base.calls),
-            errors: now.errors.saturating_sub(base.errors),
+            errors: errors(now).saturating_sub(errors(base)),
             crashes: crashes(now).saturating_sub(crashes(base)),
             latency_buckets: buckets,
             memory_high_water_bytes: now.memory_high_water_bytes,
@@ -358,6 +363,21 @@ mod tests {
         let mut big = window(100, 0, 3);
         big.memory_limit_errors = 1;
         assert!(trigger(&big, &a, 1 << 30).unwrap().contains("memory limit"));
+    }
+
+    #[test]
+    fn clients_hanging_up_are_not_the_versions_errors() {
+        let snap = |calls, traps, closed| CounterSnapshot {
+            calls,
+            errors: traps + closed,
+            errors_by_kind: vec![(ErrorKind::Trap, traps), (ErrorKind::ClientClosed, closed)],
+            ..CounterSnapshot::default()
+        };
+        let w = Window::between(&snap(110, 3, 22), Some(&snap(10, 1, 2)));
+        assert_eq!((w.calls, w.errors, w.crashes), (100, 2, 2));
+        // Were the 20 hang-ups counted, 22 % errors (over the 10 % limit)
+        // would roll the version back.
+        assert_eq!(trigger(&w, &Analysis::default(), 1 << 30), None);
     }
 
     #[test]

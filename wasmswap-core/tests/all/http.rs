@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use wasmswap_core::{Error, Route, Service};
+use wasmswap_core::{Error, ErrorKind, Route, Service};
 
 use crate::version_of;
 
@@ -50,6 +50,40 @@ async fn handlers_answer_requests() {
     }
     assert_eq!(v1.counters().calls, 3);
     assert!(v1.counters().memory_high_water_bytes > 0);
+    assert_eq!(v1.in_flight(), 0);
+}
+
+/// Waits until `v` has counted `n` calls (they are counted when the guest
+/// finishes streaming, after the response is handed over).
+async fn counted(v: &wasmswap_core::Version, n: u64) -> wasmswap_core::CounterSnapshot {
+    for _ in 0..200 {
+        if v.counters().calls >= n {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    v.counters()
+}
+
+#[tokio::test]
+async fn a_client_that_hangs_up_is_not_a_guest_crash() {
+    let v1 = version_of(test_programs::HTTP_HELLO_V1_COMPONENT);
+    // `/slow` sets the head, then writes the body 100 ms later: by then
+    // the client has dropped the response, the write fails and the guest's
+    // `expect("write body")` traps.
+    let resp = v1.handle(get("/slow")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    drop(resp);
+    let c = counted(&v1, 1).await;
+    assert_eq!(c.calls, 1);
+    assert_eq!(c.errors_of(ErrorKind::ClientClosed), 1, "{c:?}");
+    assert_eq!(c.errors_of(ErrorKind::Trap), 0, "not the guest's crash");
+
+    // Read to the end, the same request is a plain success.
+    let (status, _, body) = text(v1.handle(get("/slow")).await.unwrap()).await;
+    assert_eq!((status, body.as_str()), (200, "hello from v1 at /slow\n"));
+    let c = counted(&v1, 2).await;
+    assert_eq!((c.calls, c.errors), (2, 1), "{c:?}");
     assert_eq!(v1.in_flight(), 0);
 }
 
