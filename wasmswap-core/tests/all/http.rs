@@ -42,14 +42,9 @@ async fn handlers_answer_requests() {
     assert_eq!((status, body.as_str()), (200, "echo me"));
 
     // Calls are counted once the guest finishes streaming.
-    for _ in 0..100 {
-        if v1.counters().calls == 3 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    assert_eq!(v1.counters().calls, 3);
-    assert!(v1.counters().memory_high_water_bytes > 0);
+    let c = counted(&v1, 3).await;
+    assert_eq!(c.calls, 3);
+    assert!(c.memory_high_water_bytes > 0);
     assert_eq!(v1.in_flight(), 0);
 }
 
