@@ -189,6 +189,12 @@ fn main() {
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .map_or(HostConfig::default().epoch_tick, Duration::from_micros),
+            // `HOSTILE_KEEP_RESIDENT_MIB=0` gives pooled memory back after
+            // every instance, as before keep-resident was the default.
+            keep_resident: std::env::var("HOSTILE_KEEP_RESIDENT_MIB")
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+                .map_or(HostConfig::default().keep_resident, |mib| mib << 20),
             ..Default::default()
         })
         .await

@@ -32,6 +32,7 @@ pub struct RuntimeConfig {
     pub(crate) allowed_import_prefixes: Vec<String>,
     pub(crate) simd: bool,
     pub(crate) fuel: bool,
+    pub(crate) memory_keep_resident: u64,
 }
 
 impl Default for RuntimeConfig {
@@ -58,6 +59,7 @@ impl Default for RuntimeConfig {
             ],
             simd: true,
             fuel: false,
+            memory_keep_resident: 64 * MIB,
         }
     }
 }
@@ -166,6 +168,27 @@ impl RuntimeConfig {
     /// Costs a few percent of guest speed. By default this is `false`.
     pub fn fuel(&mut self, enable: bool) -> &mut Self {
         self.fuel = enable;
+        self
+    }
+
+    /// How much of a pooled linear memory stays resident when its instance
+    /// ends: the pages the guest wrote, up to this many bytes, are reset with
+    /// `memset` and kept for the slot's next instance instead of being given
+    /// back to the kernel (`madvise`) and faulted in again, zero-filled, on
+    /// the next touch. Page faults and decommits are kernel memory management
+    /// the whole process shares: a guest that fills 32 MiB per call costs
+    /// every other tenant on the node far more through them than through its
+    /// CPU time (`benches/benches/hostile.rs`, BENCHMARKS.md).
+    ///
+    /// Only the written pages are found and reset, with Linux's `PAGEMAP_SCAN`
+    /// (kernel 6.7 or later). Without it the runtime keeps nothing resident,
+    /// because resetting blindly would clear every instance's whole memory.
+    /// The cost is resident memory: each pool slot keeps what its last
+    /// instance wrote, up to this much. `0` gives every page back at the end
+    /// of each instance; values above `max_memory_bytes` act as it. By
+    /// default this is 64 MiB.
+    pub fn memory_keep_resident(&mut self, bytes: u64) -> &mut Self {
+        self.memory_keep_resident = bytes;
         self
     }
 

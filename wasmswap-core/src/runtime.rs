@@ -295,9 +295,33 @@ fn engine_config(c: &RuntimeConfig) -> wasmtime::Config {
             // Batch madvise resets: on a multi-threaded process each one
             // costs a TLB shootdown on every core.
             .decommit_batch_size(16);
+        let keep = keep_resident(c);
+        if keep > 0 {
+            pool.pagemap_scan(wasmtime::Enabled::Yes)
+                .linear_memory_keep_resident(keep);
+        }
         cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     cfg
+}
+
+/// Bytes of each pooled memory kept resident between instances (see
+/// [`RuntimeConfig::memory_keep_resident`]): only where `PAGEMAP_SCAN` finds
+/// the written pages, since a blind reset would clear every instance's whole
+/// accessible memory on the way out.
+fn keep_resident(c: &RuntimeConfig) -> usize {
+    let wanted = c.memory_keep_resident.min(c.max_memory_bytes);
+    if wanted == 0 {
+        return 0;
+    }
+    if !PoolingAllocationConfig::is_pagemap_scan_available() {
+        tracing::info!(
+            "PAGEMAP_SCAN is not available (Linux 6.7 or later): pooled memory is given back \
+             to the kernel after every instance"
+        );
+        return 0;
+    }
+    usize::try_from(wanted).unwrap_or(usize::MAX)
 }
 
 /// One thread per engine advances the epoch; it holds only a clone of the

@@ -79,6 +79,7 @@ struct FileConfig {
     shutdown_grace_ms: Option<u64>,
     drain_timeout_ms: Option<u64>,
     epoch_tick_us: Option<u64>,
+    keep_resident_mib: Option<u64>,
     max_invoke_body_bytes: Option<usize>,
     max_modules: Option<u32>,
     control_plane: Option<String>,
@@ -144,6 +145,9 @@ pub struct HostConfig {
     /// executor thread before other requests get it (and the granularity
     /// of timeouts and CPU shares).
     pub epoch_tick: Duration,
+    /// Bytes of each pooled linear memory kept resident between instances
+    /// (see `RuntimeConfig::memory_keep_resident`).
+    pub keep_resident: u64,
     /// Largest `/_invoke` body.
     pub max_invoke_body: usize,
     /// Versions this node holds at most.
@@ -177,6 +181,7 @@ impl Default for HostConfig {
             shutdown_grace: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(30),
             epoch_tick: Duration::from_micros(500),
+            keep_resident: 64 << 20,
             max_invoke_body: 1 << 20,
             max_modules: 1000,
             control_plane: None,
@@ -277,6 +282,11 @@ impl HostConfig {
                 Some(us @ 100..=1_000_000) => Duration::from_micros(us),
                 Some(us) => bail!("epoch_tick_us = {us}: use 100 to 1000000 (100 µs to 1 s)"),
             },
+            keep_resident: match file.keep_resident_mib {
+                None => d.keep_resident,
+                Some(mib @ 0..=4096) => mib << 20,
+                Some(mib) => bail!("keep_resident_mib = {mib}: use 0 to 4096"),
+            },
             max_invoke_body: file.max_invoke_body_bytes.unwrap_or(d.max_invoke_body),
             max_modules: file.max_modules.unwrap_or(d.max_modules),
             control_plane,
@@ -315,6 +325,11 @@ mod tests {
         assert_eq!(c.drain_timeout, Duration::from_secs(30));
         assert_eq!(c.epoch_tick, Duration::from_micros(500));
 
+        assert_eq!(c.keep_resident, 64 << 20);
+        let c = from_file("keep_resident_mib = 0\n").unwrap();
+        assert_eq!(c.keep_resident, 0);
+        let e = from_file("keep_resident_mib = 5000\n").unwrap_err();
+        assert!(format!("{e:#}").contains("keep_resident_mib = 5000: use 0 to 4096"));
         let c = from_file("epoch_tick_us = 200\n").unwrap();
         assert_eq!(c.epoch_tick, Duration::from_micros(200));
         let e = from_file("epoch_tick_us = 20\n").unwrap_err();

@@ -81,6 +81,7 @@ impl Host {
         let mut rc = Runtime::builder();
         rc.max_instances(config.max_instances);
         rc.epoch_tick(config.epoch_tick);
+        rc.memory_keep_resident(config.keep_resident);
         if let Some(dir) = &config.cache_dir {
             rc.cache_dir(dir);
         }

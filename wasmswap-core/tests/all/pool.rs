@@ -35,6 +35,64 @@ async fn a_reused_slot_reads_as_zero() {
     }
 }
 
+/// Minor page faults this thread has taken so far.
+#[cfg(target_os = "linux")]
+fn minor_faults() -> u64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+    // Fields after the parenthesised command name start at the third; minflt
+    // is the tenth.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    rest.split(' ').nth(7).unwrap().parse().unwrap()
+}
+
+/// One slot, one module that dirties 4 MiB per call: every call must see the
+/// memory as instantiated (data segment, zeros, size), whether the slot is
+/// reset by `memset` of the pages kept resident or by `madvise`. Returns the
+/// page faults of calls 2 to 4, taken on this thread (a current-thread
+/// runtime runs the guest here).
+#[cfg(target_os = "linux")]
+async fn dirty_calls_faults(keep_resident: u64) -> u64 {
+    let rt = RuntimeConfig::new()
+        .max_instances(1)
+        .memory_keep_resident(keep_resident)
+        .build()
+        .unwrap();
+    let a = rt.load(&test_programs::wat("dirty-memory")).unwrap();
+    let v = Version::new(&rt, &a, "dirty", Limits::default(), Capabilities::none()).unwrap();
+    let mut before = 0;
+    for call in 0..4 {
+        if call == 1 {
+            before = minor_faults();
+        }
+        assert_eq!(
+            v.invoke_json("check_then_dirty", &json!([64]))
+                .await
+                .unwrap(),
+            json!(1),
+            "call {call} (keep_resident {keep_resident}) saw the last call's memory"
+        );
+    }
+    minor_faults() - before
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn memory_kept_resident_is_reset_and_not_faulted_in_again() {
+    let given_back = dirty_calls_faults(0).await;
+    let kept = dirty_calls_faults(64 << 20).await;
+    // Given back, each call faults its 4 MiB in again: 1,024 pages or more.
+    assert!(
+        given_back >= 3 * 1024,
+        "{given_back} faults with nothing kept"
+    );
+    if wasmtime::PoolingAllocationConfig::is_pagemap_scan_available() {
+        assert!(
+            kept < given_back / 10,
+            "{kept} faults kept resident vs {given_back} given back"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_exhaustion_is_an_error_not_a_hang() {
     let rt = RuntimeConfig::new().max_instances(2).build().unwrap();
