@@ -183,10 +183,17 @@ impl RuntimeConfig {
     /// Only the written pages are found and reset, with Linux's `PAGEMAP_SCAN`
     /// (kernel 6.7 or later). Without it the runtime keeps nothing resident,
     /// because resetting blindly would clear every instance's whole memory.
-    /// The cost is resident memory: each pool slot keeps what its last
-    /// instance wrote, up to this much. `0` gives every page back at the end
-    /// of each instance; values above `max_memory_bytes` act as it. By
-    /// default this is 64 MiB.
+    /// Nor does it where swap is on when the runtime is built: wasmtime 48's
+    /// scan misses written pages the kernel has swapped out, and the slot's
+    /// next instance could read them. Do not turn swap on under a running
+    /// runtime that keeps memory resident; restart it.
+    ///
+    /// The cost is resident memory, never given back while the runtime
+    /// lives: each pool slot keeps what its last instance wrote, up to this
+    /// much, so the worst case is `max_instances` × this (62.5 GiB for the
+    /// defaults, if a thousand instances each wrote 64 MiB at once). `0`
+    /// gives every page back at the end of each instance; values above
+    /// `max_memory_bytes` act as it. By default this is 64 MiB.
     pub fn memory_keep_resident(&mut self, bytes: u64) -> &mut Self {
         self.memory_keep_resident = bytes;
         self

@@ -306,22 +306,48 @@ fn engine_config(c: &RuntimeConfig) -> wasmtime::Config {
 }
 
 /// Bytes of each pooled memory kept resident between instances (see
-/// [`RuntimeConfig::memory_keep_resident`]): only where `PAGEMAP_SCAN` finds
+/// [`RuntimeConfig::memory_keep_resident`]). Only where `PAGEMAP_SCAN` finds
 /// the written pages, since a blind reset would clear every instance's whole
-/// accessible memory on the way out.
+/// accessible memory on the way out; and only without swap: wasmtime 48's
+/// scan looks for written pages that are *present*, so a written page the
+/// kernel has swapped out would be neither cleared nor given back, and the
+/// slot's next instance could read it (wasmtime PR #14357).
 fn keep_resident(c: &RuntimeConfig) -> usize {
     let wanted = c.memory_keep_resident.min(c.max_memory_bytes);
     if wanted == 0 {
         return 0;
     }
     if !PoolingAllocationConfig::is_pagemap_scan_available() {
-        tracing::info!(
+        tracing::warn!(
             "PAGEMAP_SCAN is not available (Linux 6.7 or later): pooled memory is given back \
-             to the kernel after every instance"
+             to the kernel after every instance (memory_keep_resident has no effect)"
         );
         return 0;
     }
-    usize::try_from(wanted).unwrap_or(usize::MAX)
+    match swap_devices() {
+        Some(0) => usize::try_from(wanted).unwrap_or(usize::MAX),
+        found => {
+            tracing::warn!(
+                swap_devices = ?found,
+                "swap is on (or /proc/swaps is unreadable): pooled memory is given back to the \
+                 kernel after every instance, because a swapped-out page would escape the reset"
+            );
+            0
+        }
+    }
+}
+
+/// Active swap areas listed in `/proc/swaps` (below its header line);
+/// `None` when it cannot be read.
+fn swap_devices() -> Option<usize> {
+    let swaps = std::fs::read_to_string("/proc/swaps").ok()?;
+    Some(
+        swaps
+            .lines()
+            .skip(1)
+            .filter(|l| !l.trim().is_empty())
+            .count(),
+    )
 }
 
 /// One thread per engine advances the epoch; it holds only a clone of the
