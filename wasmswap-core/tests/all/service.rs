@@ -403,12 +403,17 @@ async fn mirrored_calls_lose_side_effecting_grants() {
     let mut route = svc.route();
     route.candidate.as_mut().unwrap().mode = CandidateMode::Mirror { side_effects: true };
     let _ = svc.set_route(route).unwrap();
+    let mirrored =
+        |c: &wasmswap_core::CounterSnapshot| c.mirror_equal + c.mirror_different + c.mirror_failed;
+    let before = mirrored(&candidate.counters());
     let _ = svc
         .invoke_json(None, "write-file", &json!(["/data/mirror.txt", "allowed"]))
         .await
         .unwrap();
+    // Wait for the mirrored call's outcome, not for the file: the file
+    // exists from the guest's open, before its write (a CI run read "").
     for _ in 0..200 {
-        if dir.path().join("mirror.txt").exists() {
+        if mirrored(&candidate.counters()) > before {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
