@@ -5,6 +5,7 @@
 # route is swapped and rolled back every few milliseconds.
 #
 #   bash benches/load/compare.sh            # DURATION=15s CONNS=32 by default
+#   HOST_ARGS="--config my.toml" bash benches/load/compare.sh   # other host settings
 #
 # Installs oha and wasmtime-cli 48.0.8 from crates.io when missing (the
 # wasmtime build takes ~10 minutes on 2 cores). Prints one Markdown table.
@@ -44,7 +45,7 @@ kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
 # 2. wasmswap-host, standalone, the same guest.
 p2=$(port); pa=$(port); pf=$(port)
 target/release/wasmswap-host --service "hello=$work/v1.wasm" --listen "127.0.0.1:$p2" \
-  --agent-listen "127.0.0.1:$pa" --agent-token "$TOKEN" >/dev/null 2>&1 & pids+=($!)
+  --agent-listen "127.0.0.1:$pa" --agent-token "$TOKEN" ${HOST_ARGS:-} >/dev/null 2>&1 & pids+=($!)
 wait_up "http://127.0.0.1:$p2/hello/"
 load "http://127.0.0.1:$p2/hello/" "$work/wasmswap.json"
 
