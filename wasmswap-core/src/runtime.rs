@@ -37,6 +37,8 @@ pub(crate) struct RuntimeInner {
     loaded: Mutex<HashMap<ContentId, Weak<ArtifactInner>>>,
     disk: Option<DiskCache>,
     ticker_stop: Arc<AtomicBool>,
+    /// What [`keep_resident`] allowed on this machine.
+    kept_resident: usize,
 }
 
 impl Drop for RuntimeInner {
@@ -82,7 +84,12 @@ impl Runtime {
     }
 
     pub(crate) fn from_config(config: RuntimeConfig) -> Result<Self> {
-        let engine = Engine::new(&engine_config(&config))
+        let kept_resident = if config.pooling {
+            keep_resident(&config)
+        } else {
+            0
+        };
+        let engine = Engine::new(&engine_config(&config, kept_resident))
             .map_err(|e| Error::InvalidConfig(format!("{e:#}")))?;
 
         let mut module_linker = wasmtime::Linker::new(&engine);
@@ -112,6 +119,7 @@ impl Runtime {
                 loaded: Mutex::new(HashMap::new()),
                 disk,
                 ticker_stop,
+                kept_resident,
             }),
         })
     }
@@ -124,6 +132,15 @@ impl Runtime {
     /// The configuration this runtime was built with.
     pub fn config(&self) -> &RuntimeConfig {
         &self.inner.config
+    }
+
+    /// Bytes of each pooled linear memory this runtime really keeps resident
+    /// between instances: [`RuntimeConfig::memory_keep_resident`] (at most
+    /// `max_memory_bytes`) where this machine allows it — the pooling
+    /// allocator, Linux's `PAGEMAP_SCAN`, no swap when the runtime was built —
+    /// and 0 elsewhere.
+    pub fn memory_kept_resident(&self) -> u64 {
+        self.inner.kept_resident as u64
     }
 
     /// Validates, compiles (or fetches from cache) and describes a binary.
@@ -256,7 +273,7 @@ impl Runtime {
     }
 }
 
-fn engine_config(c: &RuntimeConfig) -> wasmtime::Config {
+fn engine_config(c: &RuntimeConfig, keep_resident: usize) -> wasmtime::Config {
     let mut cfg = wasmtime::Config::new();
     cfg.strategy(wasmtime::Strategy::Cranelift);
     cfg.cranelift_opt_level(wasmtime::OptLevel::Speed);
@@ -295,10 +312,9 @@ fn engine_config(c: &RuntimeConfig) -> wasmtime::Config {
             // Batch madvise resets: on a multi-threaded process each one
             // costs a TLB shootdown on every core.
             .decommit_batch_size(16);
-        let keep = keep_resident(c);
-        if keep > 0 {
+        if keep_resident > 0 {
             pool.pagemap_scan(wasmtime::Enabled::Yes)
-                .linear_memory_keep_resident(keep);
+                .linear_memory_keep_resident(keep_resident);
         }
         cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }

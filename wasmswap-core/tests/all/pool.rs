@@ -50,9 +50,9 @@ fn minor_faults() -> u64 {
 /// memory as instantiated (data segment, zeros, size), whether the slot is
 /// reset by `memset` of the pages kept resident or by `madvise`. Returns the
 /// page faults of calls 2 to 4, taken on this thread (a current-thread
-/// runtime runs the guest here).
+/// runtime runs the guest here), and the bytes the runtime really kept.
 #[cfg(target_os = "linux")]
-async fn dirty_calls_faults(keep_resident: u64, stride: u32) -> u64 {
+async fn dirty_calls_faults(keep_resident: u64, stride: u32) -> (u64, u64) {
     let rt = RuntimeConfig::new()
         .max_instances(1)
         .memory_keep_resident(keep_resident)
@@ -76,23 +76,25 @@ async fn dirty_calls_faults(keep_resident: u64, stride: u32) -> u64 {
             "call {call} (keep_resident {keep_resident}, stride {stride}) saw the last call's memory"
         );
     }
-    minor_faults() - before
+    (minor_faults() - before, rt.memory_kept_resident())
 }
 
 #[cfg(target_os = "linux")]
 #[tokio::test]
 async fn memory_kept_resident_is_reset_and_not_faulted_in_again() {
-    let given_back = dirty_calls_faults(0, 0).await;
-    let kept = dirty_calls_faults(64 << 20, 0).await;
+    let (given_back, none) = dirty_calls_faults(0, 0).await;
+    let (kept, kept_bytes) = dirty_calls_faults(64 << 20, 0).await;
+    assert_eq!(none, 0);
     // Given back, each call faults its 4 MiB in again: 1,024 pages or more.
     assert!(
         given_back >= 3 * 1024,
         "{given_back} faults with nothing kept"
     );
-    // Kept only where the runtime can (PAGEMAP_SCAN, no swap); the machines
-    // this project's CI runs on can.
+    // Kept only where the runtime can (PAGEMAP_SCAN, no swap), and the
+    // runtime says which; the machines this project's CI runs on can.
     let can_keep = wasmtime::PoolingAllocationConfig::is_pagemap_scan_available()
         && std::fs::read_to_string("/proc/swaps").is_ok_and(|s| s.lines().count() <= 1);
+    assert_eq!(kept_bytes, if can_keep { 64 << 20 } else { 0 });
     if can_keep {
         assert!(
             kept < given_back / 10,
