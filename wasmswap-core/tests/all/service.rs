@@ -360,6 +360,22 @@ async fn mirror_compares_but_never_answers() {
     assert_eq!(v2.counters().calls, 21);
 }
 
+/// Waits (up to 2 s) until `candidate` has recorded more than `seen`
+/// mirrored outcomes, and returns how many it has.
+async fn mirrored_after(candidate: &Version, seen: u64) -> u64 {
+    let mirrored = || {
+        let c = candidate.counters();
+        c.mirror_equal + c.mirror_different + c.mirror_failed
+    };
+    for _ in 0..200 {
+        if mirrored() > seen {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    mirrored()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mirrored_calls_lose_side_effecting_grants() {
     let rt = crate::runtime();
@@ -388,13 +404,7 @@ async fn mirrored_calls_lose_side_effecting_grants() {
         .invoke_json(None, "write-file", &json!(["/data/mirror.txt", "twice?"]))
         .await
         .unwrap();
-    for _ in 0..200 {
-        let c = candidate.counters();
-        if c.mirror_equal + c.mirror_different + c.mirror_failed > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let seen = mirrored_after(&candidate, 0).await;
     assert!(
         !dir.path().join("mirror.txt").exists(),
         "a mirror wrote to the world"
@@ -403,21 +413,13 @@ async fn mirrored_calls_lose_side_effecting_grants() {
     let mut route = svc.route();
     route.candidate.as_mut().unwrap().mode = CandidateMode::Mirror { side_effects: true };
     let _ = svc.set_route(route).unwrap();
-    let mirrored =
-        |c: &wasmswap_core::CounterSnapshot| c.mirror_equal + c.mirror_different + c.mirror_failed;
-    let before = mirrored(&candidate.counters());
     let _ = svc
         .invoke_json(None, "write-file", &json!(["/data/mirror.txt", "allowed"]))
         .await
         .unwrap();
     // Wait for the mirrored call's outcome, not for the file: the file
     // exists from the guest's open, before its write (a CI run read "").
-    for _ in 0..200 {
-        if mirrored(&candidate.counters()) > before {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    mirrored_after(&candidate, seen).await;
     assert_eq!(
         std::fs::read_to_string(dir.path().join("mirror.txt")).unwrap(),
         "allowed"
