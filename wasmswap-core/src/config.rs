@@ -33,6 +33,8 @@ pub struct RuntimeConfig {
     pub(crate) simd: bool,
     pub(crate) fuel: bool,
     pub(crate) memory_keep_resident: u64,
+    pub(crate) low_priority_lane: bool,
+    pub(crate) low_priority_window: Duration,
 }
 
 impl Default for RuntimeConfig {
@@ -60,6 +62,8 @@ impl Default for RuntimeConfig {
             simd: true,
             fuel: false,
             memory_keep_resident: 64 * MIB,
+            low_priority_lane: true,
+            low_priority_window: Duration::from_secs(10),
         }
     }
 }
@@ -199,6 +203,40 @@ impl RuntimeConfig {
         self
     }
 
+    /// Run the calls that compute for long on threads of their own at the
+    /// OS's lowest priority (Linux `SCHED_IDLE`; the lowest nice value on
+    /// other Unixes), so that they get only the CPU time the callers'
+    /// threads leave idle. A call moves there at the first epoch tick after
+    /// it has used 10 ms of CPU time; and for
+    /// [`low_priority_window`](Self::low_priority_window) after one of its
+    /// calls did, or hit a limit (timeout, CPU time, memory, stack, tables
+    /// or resources, fuel), every call of that version starts there.
+    ///
+    /// On an edge node the callers' threads are the serving threads, and a
+    /// guest computing on one holds every other request queued on it for up
+    /// to a tick at a time: a tenant that loops or computes for long costs
+    /// the others their tail latency (`benches/benches/hostile.rs`). On the
+    /// lane it costs them only a context switch — but on a node whose cores
+    /// are all busy, a long-computing call waits until they are not, up to
+    /// its timeout. The lane's threads (one per core) start with its first
+    /// call. `false` runs every call on its caller's thread. By default
+    /// this is `true`.
+    pub fn low_priority_lane(&mut self, enable: bool) -> &mut Self {
+        self.low_priority_lane = enable;
+        self
+    }
+
+    /// How long a version's calls start on the low-priority lane after one
+    /// of them computed past its CPU burst or hit a limit (see
+    /// [`low_priority_lane`](Self::low_priority_lane)); each such call
+    /// starts the window again. `0` moves only the calls that compute past
+    /// their burst, each at that tick. At most an hour. By default this is
+    /// 10 s.
+    pub fn low_priority_window(&mut self, window: Duration) -> &mut Self {
+        self.low_priority_window = window;
+        self
+    }
+
     /// Checks the configuration, builds the engine and starts its epoch ticker.
     pub fn build(&self) -> Result<Runtime> {
         self.validate()?;
@@ -233,6 +271,12 @@ impl RuntimeConfig {
             return bad(format!(
                 "epoch_tick must be between 100µs and 1s, got {:?}",
                 self.epoch_tick
+            ));
+        }
+        if self.low_priority_window > Duration::from_secs(3600) {
+            return bad(format!(
+                "low_priority_window must be at most 1 hour, got {:?}",
+                self.low_priority_window
             ));
         }
         if self.max_module_bytes == 0 {

@@ -78,6 +78,15 @@ impl WasiHttpHooks for OutboundPolicy {
     }
 }
 
+/// Where a request's guest task runs: here, or on the runtime's
+/// low-priority lane from the start or from the tick where it computed past
+/// its CPU burst (see [`crate::lane`]).
+pub(crate) struct Placement {
+    pub runtime: crate::Runtime,
+    pub penalized: bool,
+    pub clock: Arc<crate::store::ClockShared>,
+}
+
 /// Whether the component exports the wasi-http handler.
 pub(crate) fn proxy_pre(pre: &wasmtime::component::InstancePre<P2State>) -> Option<Proxy> {
     ProxyPre::new(pre.clone()).ok()
@@ -91,6 +100,7 @@ pub(crate) async fn handle<B>(
     mut store: wasmtime::Store<P2State>,
     request: http::Request<B>,
     limits: crate::limits::Limits,
+    placement: Placement,
 ) -> (
     Result<Response, Option<Error>>,
     tokio::task::JoinHandle<(Result<()>, u64)>,
@@ -120,7 +130,7 @@ where
     let proxy = proxy.clone();
     let abandoned = Arc::new(AtomicBool::new(false));
     let client_left = abandoned.clone();
-    let task = tokio::spawn(async move {
+    let guest = Box::pin(async move {
         let call = async {
             let instance = proxy.instantiate_async(&mut store).await?;
             instance
@@ -144,6 +154,20 @@ where
             r => r,
         };
         (result, store.data().limiter.memory_high_water)
+    });
+    let task = tokio::spawn(async move {
+        let Placement {
+            runtime,
+            penalized,
+            clock,
+        } = placement;
+        match runtime.lane() {
+            Some(lane) => lane.run(penalized, &clock, guest).await.unwrap_or_else(|| {
+                let err = Error::Internal("the low-priority lane dropped the call".into());
+                (Err(err), 0)
+            }),
+            None => guest.await,
+        }
     });
     let response = match receiver.await {
         Ok(Ok(resp)) => Ok(resp.map(|body| {

@@ -90,6 +90,7 @@ pub mod fuzzing;
 #[cfg(feature = "http")]
 mod http;
 mod json;
+mod lane;
 mod limits;
 mod metrics;
 mod route;

@@ -25,6 +25,7 @@ pub(crate) struct Counters {
     fuel_consumed: AtomicU64,
     memory_high_water: AtomicU64,
     mirror: [AtomicU64; 3],
+    low_priority: AtomicU64,
 }
 
 /// How a mirrored call compared with the stable version's answer.
@@ -59,6 +60,10 @@ impl Counters {
         self.memory_high_water.fetch_max(memory, Relaxed);
     }
 
+    pub(crate) fn record_low_priority(&self) {
+        self.low_priority.fetch_add(1, Relaxed);
+    }
+
     pub(crate) fn record_mirror(&self, outcome: MirrorOutcome) {
         self.mirror[outcome as usize].fetch_add(1, Relaxed);
     }
@@ -79,6 +84,7 @@ impl Counters {
             mirror_equal: self.mirror[MirrorOutcome::Equal as usize].load(Relaxed),
             mirror_different: self.mirror[MirrorOutcome::Different as usize].load(Relaxed),
             mirror_failed: self.mirror[MirrorOutcome::Failed as usize].load(Relaxed),
+            low_priority_calls: self.low_priority.load(Relaxed),
         }
     }
 }
@@ -111,6 +117,12 @@ pub struct CounterSnapshot {
     /// Mirrored calls that failed where the stable version answered (or
     /// answered where it failed).
     pub mirror_failed: u64,
+    /// Calls that ran, from their start or from an epoch tick on, on the
+    /// runtime's low-priority lane
+    /// ([`RuntimeConfig::low_priority_lane`](crate::RuntimeConfig::low_priority_lane)):
+    /// they computed for long, or this version had just hit its limits.
+    #[serde(default)]
+    pub low_priority_calls: u64,
 }
 
 impl CounterSnapshot {

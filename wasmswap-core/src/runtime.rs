@@ -17,6 +17,7 @@ use crate::artifact::{
 use crate::cache::DiskCache;
 use crate::config::RuntimeConfig;
 use crate::error::{Error, LoadError, Result};
+use crate::lane::Lane;
 use crate::store::{P1State, P2State};
 use crate::validate;
 
@@ -39,6 +40,10 @@ pub(crate) struct RuntimeInner {
     ticker_stop: Arc<AtomicBool>,
     /// What [`keep_resident`] allowed on this machine.
     kept_resident: usize,
+    /// Threads for the calls that compute for long ([`crate::lane`]).
+    lane: Lane,
+    /// The start of [`Runtime::clock_nanos`].
+    born: Instant,
 }
 
 impl Drop for RuntimeInner {
@@ -120,6 +125,8 @@ impl Runtime {
                 disk,
                 ticker_stop,
                 kept_resident,
+                lane: Lane::new(),
+                born: Instant::now(),
             }),
         })
     }
@@ -141,6 +148,21 @@ impl Runtime {
     /// and 0 elsewhere.
     pub fn memory_kept_resident(&self) -> u64 {
         self.inner.kept_resident as u64
+    }
+
+    /// The low-priority lane, unless
+    /// [`RuntimeConfig::low_priority_lane`] turned it off.
+    pub(crate) fn lane(&self) -> Option<&Lane> {
+        self.inner
+            .config
+            .low_priority_lane
+            .then_some(&self.inner.lane)
+    }
+
+    /// Nanoseconds since this runtime was built: a clock cheap to keep in an
+    /// atomic.
+    pub(crate) fn clock_nanos(&self) -> u64 {
+        u64::try_from(self.inner.born.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// Validates, compiles (or fetches from cache) and describes a binary.

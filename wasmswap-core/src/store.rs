@@ -3,7 +3,7 @@
 //! Every call gets a fresh store; a store that trapped is dropped with it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use wasmtime::{CallHook, Store, Trap, UpdateDeadline};
@@ -13,7 +13,8 @@ use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
 use crate::error::Error;
 use crate::limits::{Limits, StoreLimiter};
 
-/// CPU time a call may use before its CPU share is enforced.
+/// CPU time a call may use before its CPU share is enforced and before it
+/// moves to the low-priority lane.
 const CPU_BURST: Duration = Duration::from_millis(10);
 
 /// Why the deadline callback stopped a guest.
@@ -21,6 +22,19 @@ const CPU_BURST: Duration = Duration::from_millis(10);
 pub(crate) enum Stop {
     Timeout,
     CpuBudget,
+}
+
+/// What a call's clock shares with its yields and with the code driving the
+/// call.
+#[derive(Debug, Default)]
+pub(crate) struct ClockShared {
+    /// See [`CallClock`]'s `shared`.
+    woke: AtomicU64,
+    /// Set at the tick where the call's CPU time passes its burst: the call
+    /// belongs on the low-priority lane ([`crate::lane`]) from there on.
+    pub(crate) heavy: AtomicBool,
+    /// Set when the call is handed to the low-priority lane.
+    pub(crate) on_lane: AtomicBool,
 }
 
 /// Accounts wall-clock and CPU time for one call.
@@ -32,8 +46,8 @@ pub(crate) struct CallClock {
     /// wakes up late (tokio's resolution is 1 ms) and a yielded task waits
     /// behind others, and counting that as CPU time called for longer
     /// pauses, so a tenant got a fraction of its share (a 50 % guest ran at
-    /// about 10 % with a 500 µs tick).
-    woke: Arc<AtomicU64>,
+    /// about 10 % with a 500 µs tick). Shared with the yields.
+    shared: Arc<ClockShared>,
     /// When the guest last left wasm for the host (a WASI call, the end of
     /// a call), if it is there now. Set by the call hook, which is only
     /// installed when CPU time is accounted.
@@ -53,7 +67,7 @@ impl CallClock {
         let now = Instant::now();
         Self {
             started: now,
-            woke: Arc::new(AtomicU64::new(0)),
+            shared: Arc::default(),
             in_host_since: None,
             host_time: Duration::ZERO,
             cpu_time: Duration::ZERO,
@@ -72,9 +86,12 @@ impl CallClock {
         // Ticks fire only in wasm code and host calls never yield through
         // this callback, so every host call since then lies inside the
         // stretch and is taken out of it.
-        let resumed = self.started + Duration::from_nanos(self.woke.load(Ordering::Relaxed));
+        let resumed = self.started + Duration::from_nanos(self.shared.woke.load(Ordering::Relaxed));
         let stretch = now.saturating_duration_since(resumed);
         self.cpu_time += stretch.saturating_sub(std::mem::take(&mut self.host_time));
+        if self.cpu_time > CPU_BURST {
+            self.shared.heavy.store(true, Ordering::Relaxed);
+        }
         let elapsed = now - self.started;
         if elapsed >= self.timeout {
             self.stopped = Some(Stop::Timeout);
@@ -100,6 +117,11 @@ impl CallClock {
         self.yield_until(tokio::task::yield_now())
     }
 
+    /// What this clock shares with the code driving its call.
+    pub(crate) fn shared(&self) -> Arc<ClockShared> {
+        self.shared.clone()
+    }
+
     /// Whether calls under `limits` need CPU time, and so the call hook.
     fn accounts_cpu(limits: &Limits) -> bool {
         limits.max_cpu_percent < 100 || limits.cpu_time().is_some()
@@ -120,13 +142,13 @@ impl CallClock {
     /// when it did: time off the CPU (a timer waking late, a wait in the run
     /// queue behind other tasks) is not the guest's CPU time.
     fn yield_until(&self, wait: impl Future<Output = ()> + Send + 'static) -> UpdateDeadline {
-        let (woke, started) = (self.woke.clone(), self.started);
+        let (shared, started) = (self.shared.clone(), self.started);
         UpdateDeadline::YieldCustom(
             1,
             Box::pin(async move {
                 wait.await;
                 let since = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                woke.store(since, Ordering::Relaxed);
+                shared.woke.store(since, Ordering::Relaxed);
             }),
         )
     }
@@ -161,6 +183,7 @@ impl P2State {
     pub(crate) fn new(
         caps: &crate::sandbox::Capabilities,
         limits: &Limits,
+        clock: CallClock,
     ) -> crate::error::Result<Self> {
         let mut table = ResourceTable::new();
         table.set_max_capacity(limits.max_resources as usize);
@@ -168,7 +191,7 @@ impl P2State {
             wasi: caps.builder()?.build(),
             table,
             limiter: StoreLimiter::new(limits),
-            clock: CallClock::new(limits),
+            clock,
             #[cfg(feature = "http")]
             http: wasmtime_wasi_http::WasiHttpCtx::new(),
             #[cfg(feature = "http")]

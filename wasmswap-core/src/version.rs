@@ -22,7 +22,7 @@ use crate::limits::{Limits, StoreLimiter};
 use crate::metrics::{CounterSnapshot, Counters};
 use crate::runtime::Runtime;
 use crate::sandbox::Capabilities;
-use crate::store::{self, CallClock, CallData, P1State, P2State};
+use crate::store::{self, CallClock, CallData, ClockShared, P1State, P2State};
 
 /// A runnable version of a binary: cheap to clone, safe to share across
 /// threads, counted per call.
@@ -46,6 +46,9 @@ pub(crate) struct VersionInner {
     in_flight: AtomicU64,
     /// Woken when `in_flight` drops to zero.
     idle: tokio::sync::Notify,
+    /// Until when (the runtime's [`clock_nanos`](Runtime::clock_nanos))
+    /// calls start on the low-priority lane.
+    penalized_until: AtomicU64,
 }
 
 enum Pre {
@@ -137,6 +140,7 @@ impl Version {
                 module_exports: RwLock::new(HashMap::new()),
                 in_flight: AtomicU64::new(0),
                 idle: tokio::sync::Notify::new(),
+                penalized_until: AtomicU64::new(0),
             }),
         })
     }
@@ -221,58 +225,39 @@ impl Version {
     /// `interface#function`, e.g. `wasmswap:guests/api@0.1.0#echo`.
     ///
     /// Must be called inside a tokio runtime: timeouts and CPU-share pauses
-    /// are tokio timers.
+    /// are tokio timers. The call runs on the caller's thread unless it
+    /// computes past its CPU burst or this version keeps hitting its limits;
+    /// then it runs on the runtime's low-priority lane
+    /// ([`RuntimeConfig::low_priority_lane`](crate::RuntimeConfig::low_priority_lane)).
     pub async fn invoke_json(&self, function: &str, args: &Json) -> Result<Json> {
-        self.invoke_json_with(function, args, &self.inner.caps)
-            .await
+        self.invoke_json_with(function, args, None).await
     }
 
-    /// [`invoke_json`](Self::invoke_json) with other WASI grants (mirrored
-    /// calls run without side effects).
+    /// [`invoke_json`](Self::invoke_json) with other WASI grants than the
+    /// version's own, if `caps` is given (mirrored calls run without side
+    /// effects).
     pub(crate) async fn invoke_json_with(
         &self,
         function: &str,
         args: &Json,
-        caps: &Capabilities,
+        caps: Option<Capabilities>,
     ) -> Result<Json> {
-        // Info level: the guest call is the innermost span of a request's
-        // trace (control plane → node → guest).
-        let span = tracing::info_span!(
-            "wasm.function.invoke",
-            wasm.function.name = function,
-            wasm.version = %self.inner.label
-        );
-        self.invoke_json_untraced(function, args, caps)
-            .instrument(span)
-            .await
-    }
-
-    async fn invoke_json_untraced(
-        &self,
-        function: &str,
-        args: &Json,
-        caps: &Capabilities,
-    ) -> Result<Json> {
-        match &self.inner.pre {
-            Pre::Module { .. } => {
-                self.run_module(
-                    function,
-                    caps,
-                    |ty| json::core_params(ty, args),
-                    json::core_results,
-                )
-                .await
-            }
-            Pre::Component { .. } => {
-                self.run_component(
-                    function,
-                    caps,
-                    |ty| json::component_params(ty, args),
-                    json::component_results,
-                )
-                .await
-            }
-        }
+        let args = args.clone();
+        let call = match &self.inner.pre {
+            Pre::Module { .. } => self.run_module(
+                function,
+                caps,
+                move |ty| json::core_params(ty, &args),
+                json::core_results,
+            ),
+            Pre::Component { .. } => self.run_component(
+                function,
+                caps,
+                move |ty| json::component_params(ty, &args),
+                json::component_results,
+            ),
+        };
+        self.place(function, call).await
     }
 
     /// Calls a core module's export with raw wasm values.
@@ -282,119 +267,164 @@ impl Version {
         params: &[wasmtime::Val],
     ) -> Result<Vec<wasmtime::Val>> {
         let params = params.to_vec();
-        self.run_module(
-            function,
-            &self.inner.caps,
-            move |_| Ok(params),
-            |r| Ok(r.to_vec()),
-        )
-        .await
+        let call = self.run_module(function, None, move |_| Ok(params), |r| Ok(r.to_vec()));
+        self.place(function, call).await
     }
 
     /// Calls a component's export with component values.
     pub async fn invoke_component(&self, function: &str, params: &[Val]) -> Result<Vec<Val>> {
         let params = params.to_vec();
-        self.run_component(
-            function,
-            &self.inner.caps,
-            move |_| Ok(params),
-            |r| Ok(r.to_vec()),
-        )
-        .await
+        let call = self.run_component(function, None, move |_| Ok(params), |r| Ok(r.to_vec()));
+        self.place(function, call).await
     }
 
-    async fn run_module<R>(
+    /// Runs a prepared call, traced, where it belongs: here, or on the
+    /// low-priority lane from the start (this version is penalized) or from
+    /// the tick where it computed past its CPU burst.
+    async fn place<R: Send + 'static>(&self, function: &str, call: Call<R>) -> Result<R> {
+        // Info level: the guest call is the innermost span of a request's
+        // trace (control plane → node → guest).
+        let span = tracing::info_span!(
+            "wasm.function.invoke",
+            wasm.function.name = function,
+            wasm.version = %self.inner.label
+        );
+        let Call { run, clock } = call;
+        let run = run.instrument(span);
+        let Some(lane) = self.inner.runtime.lane() else {
+            return run.await;
+        };
+        lane.run(self.penalized(), &clock, run)
+            .await
+            .unwrap_or_else(|| {
+                Err(Error::Internal(
+                    "the low-priority lane dropped the call".into(),
+                ))
+            })
+    }
+
+    /// Prepares a call of a core module's export: a future that owns what it
+    /// needs, so that it can move to another thread half-way.
+    fn run_module<R: Send + 'static>(
         &self,
         function: &str,
-        caps: &Capabilities,
-        params: impl FnOnce(&wasmtime::FuncType) -> Result<Vec<wasmtime::Val>>,
-        results: impl FnOnce(&[wasmtime::Val]) -> Result<R>,
-    ) -> Result<R> {
-        let Pre::Module { pre, initialize } = &self.inner.pre else {
-            return Err(Error::NoSuchFunction(function.into()));
-        };
-        let started = Instant::now();
-        let limits = &self.inner.limits;
-        let outcome = within_timeout(limits, async {
-            let (export, ty) = self.module_export(function)?;
-            // Bad arguments are refused before an instance is spent on them.
-            let args = params(&ty)?;
-            check_core_args(&ty, &args)?;
-            let wasi = caps.builder()?.build_p1();
-            let data = P1State {
-                wasi,
-                limiter: StoreLimiter::new(limits),
-                clock: CallClock::new(limits),
+        caps: Option<Capabilities>,
+        params: impl FnOnce(&wasmtime::FuncType) -> Result<Vec<wasmtime::Val>> + Send + 'static,
+        results: impl FnOnce(&[wasmtime::Val]) -> Result<R> + Send + 'static,
+    ) -> Call<R> {
+        let this = self.clone();
+        let function = function.to_string();
+        let clock = CallClock::new(&self.inner.limits);
+        let shared = clock.shared();
+        let heavy = shared.clone();
+        let run = async move {
+            let Pre::Module { pre, initialize } = &this.inner.pre else {
+                return Err(Error::NoSuchFunction(function));
             };
-            let mut store = store::new_store(self.engine(), data, limits);
-            let r = async {
-                let instance = pre.instantiate_async(&mut store).await?;
-                if let Some(init) = initialize
-                    && let Some(f) = instance
-                        .get_module_export(&mut store, init)
-                        .and_then(|e| e.into_func())
-                {
-                    f.call_async(&mut store, &[], &mut []).await?;
+            let started = Instant::now();
+            let limits = &this.inner.limits;
+            let caps = caps.as_ref().unwrap_or(&this.inner.caps);
+            let outcome = within_timeout(limits, async {
+                let (export, ty) = this.module_export(&function)?;
+                // Bad arguments are refused before an instance is spent on them.
+                let args = params(&ty)?;
+                check_core_args(&ty, &args)?;
+                let wasi = caps.builder()?.build_p1();
+                let data = P1State {
+                    wasi,
+                    limiter: StoreLimiter::new(limits),
+                    clock,
+                };
+                let mut store = store::new_store(this.engine(), data, limits);
+                let r = async {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    if let Some(init) = initialize
+                        && let Some(f) = instance
+                            .get_module_export(&mut store, init)
+                            .and_then(|e| e.into_func())
+                    {
+                        f.call_async(&mut store, &[], &mut []).await?;
+                    }
+                    Ok::<_, wasmtime::Error>(instance)
                 }
-                Ok::<_, wasmtime::Error>(instance)
-            }
+                .await;
+                let instance = r.map_err(|e| store::classify(e, &mut store, limits))?;
+                let func = instance
+                    .get_module_export(&mut store, &export)
+                    .and_then(|e| e.into_func())
+                    .ok_or_else(|| Error::NoSuchFunction(function.clone()))?;
+                let mut out: Vec<wasmtime::Val> = ty
+                    .results()
+                    .map(|t| wasmtime::Val::default_for_ty(&t).unwrap_or(wasmtime::Val::I32(0)))
+                    .collect();
+                match func.call_async(&mut store, &args, &mut out).await {
+                    Ok(()) => {}
+                    // A WASI command's `proc_exit(0)` is a normal end.
+                    Err(e)
+                        if e.downcast_ref::<wasmtime_wasi::I32Exit>()
+                            .is_some_and(|x| x.0 == 0) => {}
+                    Err(e) => return Err(store::classify(e, &mut store, limits)),
+                }
+                Ok((results(&out)?, finish_stats(&mut store, limits)))
+            })
             .await;
-            let instance = r.map_err(|e| store::classify(e, &mut store, limits))?;
-            let func = instance
-                .get_module_export(&mut store, &export)
-                .and_then(|e| e.into_func())
-                .ok_or_else(|| Error::NoSuchFunction(function.into()))?;
-            let mut out: Vec<wasmtime::Val> = ty
-                .results()
-                .map(|t| wasmtime::Val::default_for_ty(&t).unwrap_or(wasmtime::Val::I32(0)))
-                .collect();
-            match func.call_async(&mut store, &args, &mut out).await {
-                Ok(()) => {}
-                // A WASI command's `proc_exit(0)` is a normal end.
-                Err(e)
-                    if e.downcast_ref::<wasmtime_wasi::I32Exit>()
-                        .is_some_and(|x| x.0 == 0) => {}
-                Err(e) => return Err(store::classify(e, &mut store, limits)),
-            }
-            Ok((results(&out)?, finish_stats(&mut store, limits)))
-        })
-        .await;
-        self.record(started, outcome)
+            this.record(started, outcome, Some(&heavy))
+        };
+        Call {
+            run: Box::pin(run),
+            clock: shared,
+        }
     }
 
-    async fn run_component<R>(
+    /// Prepares a call of a component's export (see
+    /// [`run_module`](Self::run_module)).
+    fn run_component<R: Send + 'static>(
         &self,
         function: &str,
-        caps: &Capabilities,
-        params: impl FnOnce(&wasmtime::component::types::ComponentFunc) -> Result<Vec<Val>>,
-        results: impl FnOnce(&[Val]) -> Result<R>,
-    ) -> Result<R> {
-        let Pre::Component { pre, .. } = &self.inner.pre else {
-            return Err(Error::NoSuchFunction(function.into()));
+        caps: Option<Capabilities>,
+        params: impl FnOnce(&wasmtime::component::types::ComponentFunc) -> Result<Vec<Val>>
+        + Send
+        + 'static,
+        results: impl FnOnce(&[Val]) -> Result<R> + Send + 'static,
+    ) -> Call<R> {
+        let this = self.clone();
+        let function = function.to_string();
+        let clock = CallClock::new(&self.inner.limits);
+        let shared = clock.shared();
+        let heavy = shared.clone();
+        let run = async move {
+            let Pre::Component { pre, .. } = &this.inner.pre else {
+                return Err(Error::NoSuchFunction(function));
+            };
+            let started = Instant::now();
+            let limits = &this.inner.limits;
+            let caps = caps.as_ref().unwrap_or(&this.inner.caps);
+            let outcome = within_timeout(limits, async {
+                let index = this.component_export(&function)?;
+                let data = P2State::new(caps, limits, clock)?;
+                let mut store = store::new_store(this.engine(), data, limits);
+                let instance = pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map_err(|e| store::classify(e, &mut store, limits))?;
+                let func = instance
+                    .get_func(&mut store, index)
+                    .ok_or_else(|| Error::NoSuchFunction(function.clone()))?;
+                let ty = func.ty(&store);
+                let args = params(&ty)?;
+                let mut out = vec![Val::Bool(false); ty.results().len()];
+                func.call_async(&mut store, &args, &mut out)
+                    .await
+                    .map_err(|e| store::classify(e, &mut store, limits))?;
+                Ok((results(&out)?, finish_stats(&mut store, limits)))
+            })
+            .await;
+            this.record(started, outcome, Some(&heavy))
         };
-        let started = Instant::now();
-        let limits = &self.inner.limits;
-        let outcome = within_timeout(limits, async {
-            let index = self.component_export(function)?;
-            let data = P2State::new(caps, limits)?;
-            let mut store = store::new_store(self.engine(), data, limits);
-            let instance = pre
-                .instantiate_async(&mut store)
-                .await
-                .map_err(|e| store::classify(e, &mut store, limits))?;
-            let func = instance
-                .get_func(&mut store, index)
-                .ok_or_else(|| Error::NoSuchFunction(function.into()))?;
-            let ty = func.ty(&store);
-            let args = params(&ty)?;
-            let mut out = vec![Val::Bool(false); ty.results().len()];
-            func.call_async(&mut store, &args, &mut out)
-                .await
-                .map_err(|e| store::classify(e, &mut store, limits))?;
-            Ok((results(&out)?, finish_stats(&mut store, limits)))
-        })
-        .await;
-        self.record(started, outcome)
+        Call {
+            run: Box::pin(run),
+            clock: shared,
+        }
     }
 
     /// Resolves `name` or `interface#name` to an export index, once per name.
@@ -456,8 +486,34 @@ impl Version {
         self.inner.runtime.engine()
     }
 
-    fn record<R>(&self, started: Instant, outcome: Result<(R, CallStats)>) -> Result<R> {
+    /// Counts a finished call, and penalizes this version (see
+    /// [`penalized`](Self::penalized)) if the call computed past its CPU
+    /// burst or hit a limit. `clock` is the call's, if it got that far.
+    fn record<R>(
+        &self,
+        started: Instant,
+        outcome: Result<(R, CallStats)>,
+        clock: Option<&ClockShared>,
+    ) -> Result<R> {
         let latency = started.elapsed();
+        let heavy = clock.is_some_and(|c| c.heavy.load(Ordering::Relaxed));
+        if clock.is_some_and(|c| c.on_lane.load(Ordering::Relaxed)) {
+            self.inner.counters.record_low_priority();
+        }
+        let hit_limit = outcome.as_ref().err().is_some_and(|e| {
+            matches!(
+                e.kind(),
+                ErrorKind::Timeout
+                    | ErrorKind::CpuLimit
+                    | ErrorKind::MemoryLimit
+                    | ErrorKind::ResourceLimit
+                    | ErrorKind::FuelExhausted
+                    | ErrorKind::StackOverflow
+            )
+        });
+        if heavy || hit_limit {
+            self.penalize();
+        }
         match outcome {
             Ok((value, stats)) => {
                 self.inner
@@ -474,6 +530,25 @@ impl Version {
                 Err(e)
             }
         }
+    }
+
+    /// Starts this version's calls on the low-priority lane for the next
+    /// [`low_priority_window`](crate::RuntimeConfig::low_priority_window).
+    fn penalize(&self) {
+        let runtime = &self.inner.runtime;
+        let until = runtime.clock_nanos() + runtime.config().low_priority_window.as_nanos() as u64;
+        self.inner
+            .penalized_until
+            .fetch_max(until, Ordering::Relaxed);
+    }
+
+    /// Whether this version's calls start on the runtime's low-priority lane:
+    /// one of them computed past its CPU burst or hit a limit (timeout, CPU
+    /// time, memory, stack, tables or resources, fuel) within the last
+    /// [`low_priority_window`](crate::RuntimeConfig::low_priority_window).
+    pub fn penalized(&self) -> bool {
+        self.inner.runtime.lane().is_some()
+            && self.inner.penalized_until.load(Ordering::Relaxed) > self.inner.runtime.clock_nanos()
     }
 
     /// Whether this version serves wasi-http (exports
@@ -508,9 +583,11 @@ impl Version {
         let started = Instant::now();
         let lease = self.lease();
         let limits = &self.inner.limits;
-        let data = match P2State::new(&self.inner.caps, limits) {
+        let clock = CallClock::new(limits);
+        let shared = clock.shared();
+        let data = match P2State::new(&self.inner.caps, limits, clock) {
             Ok(d) => d,
-            Err(e) => return self.record(started, Err(e)),
+            Err(e) => return self.record(started, Err(e), None),
         };
         let store = store::new_store(self.engine(), data, limits);
         let span = tracing::info_span!(
@@ -518,7 +595,12 @@ impl Version {
             wasm.function.name = "wasi:http/incoming-handler#handle",
             wasm.version = %self.inner.label
         );
-        let (response, task) = crate::http::handle(proxy, store, request, limits.clone())
+        let lane = crate::http::Placement {
+            runtime: self.inner.runtime.clone(),
+            penalized: self.penalized(),
+            clock: shared.clone(),
+        };
+        let (response, task) = crate::http::handle(proxy, store, request, limits.clone(), lane)
             .instrument(span)
             .await;
         match response {
@@ -530,7 +612,7 @@ impl Version {
                         Ok((r, memory)) => r.map(|()| ((), CallStats { fuel: 0, memory })),
                         Err(e) => Err(Error::Internal(format!("guest task: {e}"))),
                     };
-                    let _ = this.record(started, outcome);
+                    let _ = this.record(started, outcome, Some(&shared));
                     drop(lease);
                 });
                 Ok(resp)
@@ -547,7 +629,7 @@ impl Version {
                         Err(e) => Error::Internal(format!("guest task: {e}")),
                     },
                 };
-                self.record(started, Err(err))
+                self.record(started, Err(err), Some(&shared))
             }
         }
     }
@@ -588,6 +670,13 @@ async fn within_timeout<T>(limits: &Limits, call: impl Future<Output = Result<T>
         Ok(outcome) => outcome,
         Err(_) => Err(Error::Timeout(limits.timeout())),
     }
+}
+
+/// A prepared call: its future, owning everything it needs (so it can move
+/// to the low-priority lane half-way), and what its clock shares.
+struct Call<R> {
+    run: std::pin::Pin<Box<dyn Future<Output = Result<R>> + Send>>,
+    clock: Arc<ClockShared>,
 }
 
 struct CallStats {

@@ -80,6 +80,8 @@ struct FileConfig {
     drain_timeout_ms: Option<u64>,
     epoch_tick_us: Option<u64>,
     keep_resident_mib: Option<u64>,
+    low_priority_lane: Option<bool>,
+    low_priority_window_ms: Option<u64>,
     max_invoke_body_bytes: Option<usize>,
     max_modules: Option<u32>,
     control_plane: Option<String>,
@@ -148,6 +150,12 @@ pub struct HostConfig {
     /// Bytes of each pooled linear memory kept resident between instances
     /// (see `RuntimeConfig::memory_keep_resident`).
     pub keep_resident: u64,
+    /// Whether calls that compute for long run on idle-priority threads of
+    /// their own (see `RuntimeConfig::low_priority_lane`).
+    pub low_priority_lane: bool,
+    /// How long a version's calls start there after one of them computed
+    /// for long or hit a limit (see `RuntimeConfig::low_priority_window`).
+    pub low_priority_window: Duration,
     /// Largest `/_invoke` body.
     pub max_invoke_body: usize,
     /// Versions this node holds at most.
@@ -182,6 +190,8 @@ impl Default for HostConfig {
             drain_timeout: Duration::from_secs(30),
             epoch_tick: Duration::from_micros(500),
             keep_resident: 64 << 20,
+            low_priority_lane: true,
+            low_priority_window: Duration::from_secs(10),
             max_invoke_body: 1 << 20,
             max_modules: 1000,
             control_plane: None,
@@ -287,6 +297,14 @@ impl HostConfig {
                 Some(mib @ 0..=4096) => mib << 20,
                 Some(mib) => bail!("keep_resident_mib = {mib}: use 0 to 4096"),
             },
+            low_priority_lane: file.low_priority_lane.unwrap_or(d.low_priority_lane),
+            low_priority_window: match file.low_priority_window_ms {
+                None => d.low_priority_window,
+                Some(ms @ 0..=3_600_000) => Duration::from_millis(ms),
+                Some(ms) => {
+                    bail!("low_priority_window_ms = {ms}: use 0 to 3600000 (up to an hour)")
+                }
+            },
             max_invoke_body: file.max_invoke_body_bytes.unwrap_or(d.max_invoke_body),
             max_modules: file.max_modules.unwrap_or(d.max_modules),
             control_plane,
@@ -330,6 +348,11 @@ mod tests {
         assert_eq!(c.keep_resident, 0);
         let e = from_file("keep_resident_mib = 5000\n").unwrap_err();
         assert!(format!("{e:#}").contains("keep_resident_mib = 5000: use 0 to 4096"));
+        let c = from_file("low_priority_lane = false\nlow_priority_window_ms = 0\n").unwrap();
+        assert!(!c.low_priority_lane);
+        assert_eq!(c.low_priority_window, Duration::ZERO);
+        let e = from_file("low_priority_window_ms = 3600001\n").unwrap_err();
+        assert!(format!("{e:#}").contains("low_priority_window_ms = 3600001: use 0 to 3600000"));
         let c = from_file("epoch_tick_us = 200\n").unwrap();
         assert_eq!(c.epoch_tick, Duration::from_micros(200));
         let e = from_file("epoch_tick_us = 20\n").unwrap_err();

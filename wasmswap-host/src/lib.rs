@@ -82,6 +82,8 @@ impl Host {
         rc.max_instances(config.max_instances);
         rc.epoch_tick(config.epoch_tick);
         rc.memory_keep_resident(config.keep_resident);
+        rc.low_priority_lane(config.low_priority_lane);
+        rc.low_priority_window(config.low_priority_window);
         if let Some(dir) = &config.cache_dir {
             rc.cache_dir(dir);
         }

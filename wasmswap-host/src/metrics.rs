@@ -183,6 +183,15 @@ pub fn render(node: &Node) -> String {
     per_version(
         &mut out,
         &services,
+        "wasm_low_priority_calls_total",
+        "counter",
+        "Calls run on the low-priority lane (they computed for long, or the version had just hit its limits), by service and version.",
+        |v| v.counters.low_priority_calls,
+    );
+
+    per_version(
+        &mut out,
+        &services,
         "wasm_fuel_consumed_total",
         "counter",
         "Fuel consumed (when metered), by service and version.",

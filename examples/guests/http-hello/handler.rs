@@ -15,6 +15,8 @@ impl wasip2::exports::http::incoming_handler::Guest for Handler {
             (500, format!("{VERSION} failing on purpose\n"))
         } else if let Some(authority) = path.strip_prefix("/fetch?") {
             fetch(authority)
+        } else if let Some(rounds) = path.strip_prefix("/spin?") {
+            (200, format!("{}\n", spin(rounds.parse().unwrap_or(0))))
         } else if path.starts_with("/echo") {
             (200, String::from_utf8_lossy(&body_in).into_owned())
         } else {
@@ -41,6 +43,19 @@ impl wasip2::exports::http::incoming_handler::Guest for Handler {
         drop(stream);
         OutgoingBody::finish(body, None).expect("finish body");
     }
+}
+
+/// Computes for a while (`rounds` of a xorshift), as a handler rendering
+/// something expensive does.
+fn spin(rounds: u64) -> u64 {
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+    for _ in 0..rounds {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x = std::hint::black_box(x);
+    }
+    x
 }
 
 /// GETs `http://{authority}/` through `wasi:http/outgoing-handler`; the host

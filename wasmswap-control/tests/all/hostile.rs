@@ -6,7 +6,7 @@
 //! benchmark: `benches/benches/hostile.rs`.)
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
@@ -39,26 +39,39 @@ async fn deploy(app: &TestApp, name: &str) -> Value {
     wait_settled(app, &id).await
 }
 
-/// Calls the well-behaved service in a loop; returns (ok, failed).
-fn bystander(data: String) -> (Arc<AtomicBool>, tokio::task::JoinHandle<(u64, u64)>) {
+/// Calls answered, calls failed, and the first failure.
+type Served = (u64, u64, Option<String>);
+
+/// Calls the well-behaved service in a loop until stopped.
+fn bystander(data: String) -> (Arc<AtomicBool>, tokio::task::JoinHandle<Served>) {
     let stop = Arc::new(AtomicBool::new(false));
     let s = stop.clone();
     let task = tokio::spawn(async move {
         let http = reqwest::Client::new();
-        let (ok, failed) = (AtomicU64::new(0), AtomicU64::new(0));
+        let (mut ok, mut failed, mut first) = (0, 0, None);
         while !s.load(Ordering::Relaxed) {
             let r = http
                 .post(format!("{data}/_invoke/calc/add"))
                 .json(&json!([40, 2]))
                 .send()
                 .await;
-            let good = match r {
-                Ok(r) => r.json::<Value>().await.is_ok_and(|v| v == json!(42)),
-                Err(_) => false,
+            let outcome = match r {
+                Ok(r) => match r.json::<Value>().await {
+                    Ok(v) if v == json!(42) => Ok(()),
+                    Ok(v) => Err(format!("answered {v}")),
+                    Err(e) => Err(format!("reading the answer: {e}")),
+                },
+                Err(e) => Err(format!("sending: {e}")),
             };
-            if good { &ok } else { &failed }.fetch_add(1, Ordering::Relaxed);
+            match outcome {
+                Ok(()) => ok += 1,
+                Err(e) => {
+                    failed += 1;
+                    first.get_or_insert(e);
+                }
+            }
         }
-        (ok.into_inner(), failed.into_inner())
+        (ok, failed, first)
     });
     (stop, task)
 }
@@ -193,8 +206,11 @@ async fn hostile_guests_are_contained_through_the_whole_stack() {
     assert_eq!((s, &body), (200, &json!(1)));
 
     stop.store(true, Ordering::Relaxed);
-    let (ok, failed) = served.await.unwrap();
-    assert_eq!(failed, 0, "the bystander failed {failed} times ({ok} ok)");
+    let (ok, failed, first) = served.await.unwrap();
+    assert_eq!(
+        failed, 0,
+        "the bystander failed {failed} times ({ok} ok), first: {first:?}"
+    );
     assert!(ok > 100, "the bystander was starved: {ok} calls");
     eprintln!(
         "bystander: {ok} calls, 0 failed; slow module ({} KiB) deployed in {compile:?}",

@@ -7,6 +7,7 @@ mod core_module;
 mod hostile;
 mod http;
 mod json_fuzz;
+mod lane;
 mod load;
 mod pool;
 mod props;

@@ -1,0 +1,198 @@
+//! The low-priority lane: threads of their own, at the OS's idle priority
+//! (Linux `SCHED_IDLE`), for guest calls that compute for long or belong to
+//! a version that keeps hitting its limits.
+//!
+//! Calls run on the caller's threads — an edge node's serving threads —
+//! because a fresh instance and a short call cost less there than any hand
+//! over between threads (moving every call to threads of their own was
+//! measured and was slower: BENCHMARKS.md). But a guest that computes holds
+//! its serving thread for up to an epoch tick at a time, and every other
+//! tenant's request on that thread waits behind it. So a call that has used
+//! more than its CPU burst moves, at its next tick, to the lane; and a
+//! version whose calls hit a limit (timeout, CPU, memory, stack, tables,
+//! resources, fuel) or computed that long starts its calls there for a while.
+//! The kernel then runs them only on CPU the serving threads leave idle and
+//! takes the core back the moment a serving thread wakes: on an idle node
+//! they run at full speed, on a busy one they wait, not the well-behaved.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::Poll;
+
+use crate::store::ClockShared;
+
+/// Calls a lane thread holds at most. A call waiting there for CPU holds
+/// its instance's pool slot and memory, and on a node whose cores are all
+/// busy it may wait long: past this many, calls stay on their callers'
+/// threads, as without the lane, rather than fill the pool.
+const MAX_CALLS_PER_THREAD: usize = 64;
+
+/// The lane's threads, started on first use.
+pub(crate) struct Lane {
+    threads: OnceLock<Vec<LaneThread>>,
+}
+
+/// One thread of the lane: a single-threaded executor of its own. Not one
+/// multi-threaded executor for the lane: its idle workers are woken to
+/// steal work every time a computing guest yields (each epoch tick), and
+/// those wake-ups land on the cores the serving threads need — measured, a
+/// two-thread executor cost the bystanders as much as no lane at all
+/// (BENCHMARKS.md).
+struct LaneThread {
+    handle: tokio::runtime::Handle,
+    /// Calls placed on this thread and not yet done.
+    calls: Arc<AtomicUsize>,
+    /// Dropped with the lane, which ends the thread.
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Lane {
+    pub(crate) fn new() -> Self {
+        Self {
+            threads: OnceLock::new(),
+        }
+    }
+
+    /// The lane's thread with the fewest calls, the lane started now if
+    /// this is its first call; `None` if every thread has
+    /// [`MAX_CALLS_PER_THREAD`] or none could be started (the call then
+    /// stays where it is).
+    fn least_busy(&self) -> Option<&LaneThread> {
+        self.threads
+            .get_or_init(|| {
+                let n = std::thread::available_parallelism().map_or(1, usize::from);
+                (0..n)
+                    .map_while(|i| match LaneThread::start(i) {
+                        Ok(t) => Some(t),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot start a low-priority lane thread");
+                            None
+                        }
+                    })
+                    .collect()
+            })
+            .iter()
+            .min_by_key(|t| t.calls.load(Ordering::Relaxed))
+            .filter(|t| t.calls.load(Ordering::Relaxed) < MAX_CALLS_PER_THREAD)
+    }
+
+    /// Runs `call`: on the lane from the start if `start_there`, else here
+    /// until its clock finds it heavy (at an epoch tick) and then on the
+    /// lane, noting in the clock that it went there. `None` if the lane
+    /// dropped the call, which only its shutdown does.
+    ///
+    /// The call must be `Unpin` — boxed — so that it can move half-run: its
+    /// state stays put on the heap and only the box changes hands.
+    pub(crate) async fn run<F>(
+        &self,
+        start_there: bool,
+        clock: &ClockShared,
+        mut call: F,
+    ) -> Option<F::Output>
+    where
+        F: Future + Send + Unpin + 'static,
+        F::Output: Send + 'static,
+    {
+        let Some(lane) = self.least_busy() else {
+            return Some(call.await);
+        };
+        if !start_there {
+            let here = std::future::poll_fn(|cx| match Pin::new(&mut call).poll(cx) {
+                Poll::Ready(out) => Poll::Ready(Some(out)),
+                // The clock sets the flag at a tick, where the guest yields.
+                Poll::Pending if clock.heavy.load(Ordering::Relaxed) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            })
+            .await;
+            if here.is_some() {
+                return here;
+            }
+            tracing::debug!("call moved to the low-priority lane");
+        }
+        clock.on_lane.store(true, Ordering::Relaxed);
+        let placed = Placed(lane.calls.clone());
+        placed.0.fetch_add(1, Ordering::Relaxed);
+        let mut task = Abort(lane.handle.spawn(async move {
+            let _placed = placed;
+            call.await
+        }));
+        match (&mut task.0).await {
+            Ok(out) => Some(out),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => None,
+        }
+    }
+}
+
+impl LaneThread {
+    fn start(index: usize) -> std::io::Result<Self> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            // For the blocking pool's threads (WASI file I/O).
+            .on_thread_start(lower_this_thread)
+            .build()?;
+        let handle = rt.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name(format!("wasmswap-low-priority-{index}"))
+            .spawn(move || {
+                lower_this_thread();
+                // Runs the calls spawned on `handle` until the lane is
+                // dropped; the calls still there are dropped with `rt`.
+                rt.block_on(async {
+                    let _ = stopped.await;
+                });
+            })?;
+        Ok(Self {
+            handle,
+            calls: Arc::new(AtomicUsize::new(0)),
+            _stop: stop,
+        })
+    }
+}
+
+/// Counts a call against its lane thread until it is done or dropped.
+struct Placed(Arc<AtomicUsize>);
+
+impl Drop for Placed {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Cancels the call on the lane when the caller stops waiting for it (the
+/// client hung up), as dropping the call's future does where it runs here.
+struct Abort<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for Abort<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Puts the calling thread at the lowest priority the OS has: `SCHED_IDLE`
+/// on Linux (below even nice 19: it runs only when nothing else would),
+/// the lowest nice value on other Unixes.
+#[cfg(unix)]
+fn lower_this_thread() {
+    use thread_priority::{
+        NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
+        set_thread_priority_and_policy, thread_native_id,
+    };
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let policy = NormalThreadSchedulePolicy::Idle;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let policy = NormalThreadSchedulePolicy::Other;
+    if let Err(e) = set_thread_priority_and_policy(
+        thread_native_id(),
+        ThreadPriority::Min,
+        ThreadSchedulePolicy::Normal(policy),
+    ) {
+        tracing::warn!(error = ?e, "cannot lower the low-priority lane's thread priority");
+    }
+}
+
+#[cfg(not(unix))]
+fn lower_this_thread() {}

@@ -1,0 +1,251 @@
+//! The low-priority lane: calls that compute for long, and the calls of a
+//! version that just hit its limits, run on idle-priority threads of their
+//! own instead of the caller's.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use serde_json::json;
+use wasmswap_core::{Capabilities, Error, Limits, Runtime, RuntimeConfig, Version};
+
+use crate::version_with;
+
+fn version_on(rt: &Runtime, path: &str, limits: Limits) -> Version {
+    let artifact = rt.load(&test_programs::bytes(path)).expect("guest loads");
+    Version::new(rt, &artifact, "test", limits, Capabilities::none()).expect("version")
+}
+
+/// CPU time the calling thread has used (`/proc/thread-self/stat`,
+/// user + system, at the kernel's clock-tick resolution of 10 ms).
+fn this_thread_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+    // Fields after the command name, which is in parentheses and may hold
+    // spaces: state is field 3, utime 14, stime 15.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10)
+}
+
+/// The scheduling policy of each of this process's low-priority lane
+/// threads (`/proc/self/task/*/stat` field 41; 5 is `SCHED_IDLE`).
+fn lane_thread_policies() -> Vec<u32> {
+    let mut policies = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let Ok(comm) = std::fs::read_to_string(task.path().join("comm")) else {
+            continue;
+        };
+        // Thread names are cut to 15 bytes.
+        if comm.trim() != "wasmswap-low-pr" {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        policies.push(fields[38].parse().unwrap());
+    }
+    policies
+}
+
+/// A guest that computes until its 300 ms CPU budget runs out: a fixed
+/// amount of CPU work however busy the machine is.
+fn looping_limits() -> Limits {
+    Limits {
+        timeout_ms: 20_000,
+        cpu_time_ms: Some(300),
+        max_cpu_percent: 100,
+        ..Limits::default()
+    }
+}
+
+// A current-thread runtime: the test's own thread is the caller's, the
+// only thread that would run the guest without the lane.
+#[tokio::test]
+async fn a_call_that_computes_moves_off_the_callers_thread() {
+    let v = version_with(
+        test_programs::HOSTILE_MODULE,
+        looping_limits(),
+        Capabilities::none(),
+    );
+    assert!(!v.penalized());
+    let before = this_thread_cpu();
+    let err = v
+        .invoke_json("infinite_loop", &json!([]))
+        .await
+        .unwrap_err();
+    let here = this_thread_cpu() - before;
+    assert!(matches!(err, Error::CpuLimit(_)), "{err:?}");
+    // 300 ms of guest CPU, of which only the first 10 ms (the burst, up to
+    // the next tick) on this thread.
+    assert!(
+        here < Duration::from_millis(100),
+        "{here:?} on the caller's thread"
+    );
+    assert_eq!(v.counters().low_priority_calls, 1);
+    // It computed past its burst (and hit its CPU limit): the version's
+    // next calls start on the lane.
+    assert!(v.penalized());
+    let policies = lane_thread_policies();
+    assert!(!policies.is_empty());
+    assert!(
+        policies.iter().all(|p| *p == 5),
+        "policies {policies:?}: not SCHED_IDLE"
+    );
+}
+
+#[tokio::test]
+async fn without_the_lane_the_callers_thread_does_the_computing() {
+    // The same call with the lane off: the check above measures what it
+    // claims to.
+    let rt = RuntimeConfig::new()
+        .low_priority_lane(false)
+        .build()
+        .unwrap();
+    let v = version_on(&rt, test_programs::HOSTILE_MODULE, looping_limits());
+    let before = this_thread_cpu();
+    let err = v
+        .invoke_json("infinite_loop", &json!([]))
+        .await
+        .unwrap_err();
+    let here = this_thread_cpu() - before;
+    assert!(matches!(err, Error::CpuLimit(_)), "{err:?}");
+    assert!(
+        here >= Duration::from_millis(250),
+        "{here:?} on the caller's thread"
+    );
+    assert_eq!(v.counters().low_priority_calls, 0);
+    assert!(!v.penalized());
+}
+
+#[tokio::test]
+async fn a_version_that_hit_a_limit_starts_its_calls_on_the_lane() {
+    let limits = Limits {
+        max_memory_mb: 32,
+        ..Limits::default()
+    };
+    let v = version_with(
+        test_programs::HOSTILE_MODULE,
+        limits.clone(),
+        Capabilities::none(),
+    );
+    // A short call of a version with a clean record runs here.
+    assert_eq!(
+        v.invoke_json("health_check", &json!([])).await.unwrap(),
+        json!(1)
+    );
+    assert_eq!(v.counters().low_priority_calls, 0);
+    let err = v.invoke_json("memory_bomb", &json!([])).await.unwrap_err();
+    assert!(matches!(err, Error::MemoryLimit { .. }), "{err:?}");
+    // The bomb hit a limit (whether or not it also computed past its
+    // burst, as it may in an unoptimized build of the runtime).
+    assert!(v.penalized());
+    // Now even a short call goes to the lane, and is answered.
+    let before = v.counters().low_priority_calls;
+    assert_eq!(
+        v.invoke_json("health_check", &json!([])).await.unwrap(),
+        json!(1)
+    );
+    assert_eq!(v.counters().low_priority_calls, before + 1);
+
+    // Another version of the same binary keeps its own record.
+    let other = version_with(
+        test_programs::HOSTILE_MODULE,
+        limits.clone(),
+        Capabilities::none(),
+    );
+    assert!(!other.penalized());
+
+    // With no window, hitting a limit penalizes nothing.
+    let rt = RuntimeConfig::new()
+        .low_priority_window(Duration::ZERO)
+        .build()
+        .unwrap();
+    let v = version_on(&rt, test_programs::HOSTILE_MODULE, limits);
+    v.invoke_json("memory_bomb", &json!([])).await.unwrap_err();
+    assert!(!v.penalized());
+    let before = v.counters().low_priority_calls;
+    v.invoke_json("health_check", &json!([])).await.unwrap();
+    assert_eq!(v.counters().low_priority_calls, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_on_the_lane_stops_when_its_caller_stops_waiting() {
+    // One pool slot: while the abandoned call runs, nothing else can.
+    let rt = RuntimeConfig::new().max_instances(1).build().unwrap();
+    let limits = Limits {
+        timeout_ms: 20_000,
+        max_cpu_percent: 100,
+        ..Limits::default()
+    };
+    let v = version_on(&rt, test_programs::HOSTILE_MODULE, limits);
+    // A first loop, given up on after it has moved to the lane.
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(300),
+        v.invoke_json("infinite_loop", &json!([])),
+    )
+    .await;
+    assert!(gave_up.is_err(), "the loop ended: {gave_up:?}");
+    // The slot comes free long before the loop's 20 s timeout.
+    let started = Instant::now();
+    let answer = loop {
+        match v.invoke_json("health_check", &json!([])).await {
+            Err(Error::PoolExhausted(_)) if started.elapsed() < Duration::from_secs(10) => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            other => break other,
+        }
+    };
+    assert_eq!(answer.unwrap(), json!(1));
+    // Dropping the runtime (and its lane) inside a task does not panic.
+    drop(v);
+    drop(rt);
+}
+
+#[tokio::test]
+async fn a_heavy_http_handler_moves_to_the_lane() {
+    let v = version_with(
+        test_programs::HTTP_HELLO_V1_COMPONENT,
+        Limits::default(),
+        Capabilities::none(),
+    );
+    let get = |path: &str| {
+        http::Request::get(format!("http://localhost{path}"))
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    // About 100 ms of computing (a xorshift round is a few cycles).
+    let resp = v.handle(get("/spin?100000000")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let n: u64 = String::from_utf8(body.to_vec())
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_ne!(n, 0);
+    // Counted once the guest task is done.
+    for _ in 0..200 {
+        if v.counters().calls == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let c = v.counters();
+    assert_eq!((c.calls, c.errors, c.low_priority_calls), (1, 0, 1));
+    assert!(v.penalized());
+    // A quick request of the penalized version is served from the lane.
+    let resp = v.handle(get("/health")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.into_body().collect().await.unwrap();
+}
