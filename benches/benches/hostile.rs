@@ -195,8 +195,9 @@ fn main() {
                 .ok()
                 .and_then(|v| v.parse::<u64>().ok())
                 .map_or(HostConfig::default().keep_resident, |mib| mib << 20),
-            // `HOSTILE_LOW_PRIORITY=0` runs every call on the serving
-            // threads, as before the low-priority lane.
+            // The low-priority lane, as on a node that runs untrusted
+            // tenants; `HOSTILE_LOW_PRIORITY=0` runs every call on the
+            // serving threads (the default setting).
             low_priority_lane: std::env::var("HOSTILE_LOW_PRIORITY").map_or(true, |v| v != "0"),
             ..Default::default()
         })

@@ -130,7 +130,11 @@ where
     let proxy = proxy.clone();
     let abandoned = Arc::new(AtomicBool::new(false));
     let client_left = abandoned.clone();
+    let (backstop, timeout) = (limits.backstop(), limits.timeout());
     let guest = Box::pin(async move {
+        // CPU time counts from the first poll: a wait for the lane is not
+        // the guest's.
+        store.data_mut().clock.restart();
         let call = async {
             let instance = proxy.instantiate_async(&mut store).await?;
             instance
@@ -162,10 +166,12 @@ where
             clock,
         } = placement;
         match runtime.lane() {
-            Some(lane) => lane.run(penalized, &clock, guest).await.unwrap_or_else(|| {
-                let err = Error::Internal("the low-priority lane dropped the call".into());
-                (Err(err), 0)
-            }),
+            Some(lane) => {
+                let deadline = tokio::time::Instant::now() + backstop + crate::version::LANE_GRACE;
+                lane.run(penalized, &clock, deadline, guest)
+                    .await
+                    .unwrap_or((Err(Error::Timeout(timeout)), 0))
+            }
             None => guest.await,
         }
     });

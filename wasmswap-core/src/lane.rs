@@ -32,6 +32,8 @@ const MAX_CALLS_PER_THREAD: usize = 64;
 /// The lane's threads, started on first use.
 pub(crate) struct Lane {
     threads: OnceLock<Vec<LaneThread>>,
+    /// Where the next search for the least busy thread starts.
+    turn: AtomicUsize,
 }
 
 /// One thread of the lane: a single-threaded executor of its own. Not one
@@ -52,36 +54,42 @@ impl Lane {
     pub(crate) fn new() -> Self {
         Self {
             threads: OnceLock::new(),
+            turn: AtomicUsize::new(0),
         }
     }
 
-    /// The lane's thread with the fewest calls, the lane started now if
-    /// this is its first call; `None` if every thread has
+    /// The lane's thread with the fewest calls (ties broken in turn, so
+    /// that calls moving at once spread out), the lane started now if this
+    /// is the first call to go there; `None` if every thread has
     /// [`MAX_CALLS_PER_THREAD`] or none could be started (the call then
     /// stays where it is).
     fn least_busy(&self) -> Option<&LaneThread> {
-        self.threads
-            .get_or_init(|| {
-                let n = std::thread::available_parallelism().map_or(1, usize::from);
-                (0..n)
-                    .map_while(|i| match LaneThread::start(i) {
-                        Ok(t) => Some(t),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "cannot start a low-priority lane thread");
-                            None
-                        }
-                    })
-                    .collect()
-            })
-            .iter()
+        let threads = self.threads.get_or_init(|| {
+            let n = std::thread::available_parallelism().map_or(1, usize::from);
+            (0..n)
+                .map_while(|i| match LaneThread::start(i) {
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot start a low-priority lane thread");
+                        None
+                    }
+                })
+                .collect()
+        });
+        let first = self.turn.fetch_add(1, Ordering::Relaxed);
+        (0..threads.len())
+            .map(|i| &threads[(first + i) % threads.len()])
             .min_by_key(|t| t.calls.load(Ordering::Relaxed))
             .filter(|t| t.calls.load(Ordering::Relaxed) < MAX_CALLS_PER_THREAD)
     }
 
     /// Runs `call`: on the lane from the start if `start_there`, else here
     /// until its clock finds it heavy (at an epoch tick) and then on the
-    /// lane, noting in the clock that it went there. `None` if the lane
-    /// dropped the call, which only its shutdown does.
+    /// lane, noting in the clock that it went there. Where the lane has no
+    /// room the call runs here. `None` if the call, on the lane, has not
+    /// ended by `deadline` (its threads get no CPU while every core is
+    /// busy, and a call's own timeout needs them to run): it is dropped,
+    /// and its instance with it as soon as the lane runs again.
     ///
     /// The call must be `Unpin` — boxed — so that it can move half-run: its
     /// state stays put on the heap and only the box changes hands.
@@ -89,20 +97,27 @@ impl Lane {
         &self,
         start_there: bool,
         clock: &ClockShared,
+        deadline: tokio::time::Instant,
         mut call: F,
     ) -> Option<F::Output>
     where
         F: Future + Send + Unpin + 'static,
         F::Output: Send + 'static,
     {
-        let Some(lane) = self.least_busy() else {
-            return Some(call.await);
-        };
-        if !start_there {
+        let mut lane = if start_there { self.least_busy() } else { None };
+        if lane.is_none() {
             let here = std::future::poll_fn(|cx| match Pin::new(&mut call).poll(cx) {
                 Poll::Ready(out) => Poll::Ready(Some(out)),
-                // The clock sets the flag at a tick, where the guest yields.
-                Poll::Pending if clock.heavy.load(Ordering::Relaxed) => Poll::Ready(None),
+                // The clock sets the flag at a tick, where the guest yields;
+                // the thread is chosen now, by the load of the moment.
+                Poll::Pending if clock.heavy.load(Ordering::Relaxed) => {
+                    lane = self.least_busy();
+                    if lane.is_some() {
+                        Poll::Ready(None)
+                    } else {
+                        Poll::Pending
+                    }
+                }
                 Poll::Pending => Poll::Pending,
             })
             .await;
@@ -111,6 +126,7 @@ impl Lane {
             }
             tracing::debug!("call moved to the low-priority lane");
         }
+        let lane = lane?;
         clock.on_lane.store(true, Ordering::Relaxed);
         let placed = Placed(lane.calls.clone());
         placed.0.fetch_add(1, Ordering::Relaxed);
@@ -118,33 +134,47 @@ impl Lane {
             let _placed = placed;
             call.await
         }));
-        match (&mut task.0).await {
-            Ok(out) => Some(out),
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(_) => None,
+        match tokio::time::timeout_at(deadline, &mut task.0).await {
+            Ok(Ok(out)) => Some(out),
+            Ok(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // Cancelled (only the lane's shutdown does that) or late.
+            Ok(Err(_)) | Err(_) => None,
         }
     }
 }
 
 impl LaneThread {
     fn start(index: usize) -> std::io::Result<Self> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            // For the blocking pool's threads (WASI file I/O).
-            .on_thread_start(lower_this_thread)
-            .build()?;
-        let handle = rt.handle().clone();
+        let (started, handle) = std::sync::mpsc::sync_channel(1);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        // The executor is built and dropped on its own thread: dropping one
+        // on the caller's, a tokio worker, would panic.
         std::thread::Builder::new()
             .name(format!("wasmswap-low-priority-{index}"))
             .spawn(move || {
                 lower_this_thread();
-                // Runs the calls spawned on `handle` until the lane is
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    // For the blocking pool's threads (WASI file I/O).
+                    .on_thread_start(lower_this_thread)
+                    .build();
+                let rt = match rt {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = started.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = started.send(Ok(rt.handle().clone()));
+                // Runs the calls spawned on the handle until the lane is
                 // dropped; the calls still there are dropped with `rt`.
                 rt.block_on(async {
                     let _ = stopped.await;
                 });
             })?;
+        let handle = handle
+            .recv()
+            .map_err(|_| std::io::Error::other("the lane thread ended at start"))??;
         Ok(Self {
             handle,
             calls: Arc::new(AtomicUsize::new(0)),
@@ -172,27 +202,24 @@ impl<T> Drop for Abort<T> {
     }
 }
 
-/// Puts the calling thread at the lowest priority the OS has: `SCHED_IDLE`
-/// on Linux (below even nice 19: it runs only when nothing else would),
-/// the lowest nice value on other Unixes.
-#[cfg(unix)]
+/// Puts the calling thread in Linux's `SCHED_IDLE` class, below even nice
+/// 19: it runs only when no other thread wants the core. Elsewhere the
+/// lane's threads keep their normal priority (still off the callers'
+/// threads).
+#[cfg(any(target_os = "linux", target_os = "android"))]
 fn lower_this_thread() {
     use thread_priority::{
         NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
-        set_thread_priority_and_policy, thread_native_id,
+        set_thread_priority_and_policy, thread_native_id, thread_schedule_policy,
     };
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    let policy = NormalThreadSchedulePolicy::Idle;
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    let policy = NormalThreadSchedulePolicy::Other;
-    if let Err(e) = set_thread_priority_and_policy(
-        thread_native_id(),
-        ThreadPriority::Min,
-        ThreadSchedulePolicy::Normal(policy),
-    ) {
-        tracing::warn!(error = ?e, "cannot lower the low-priority lane's thread priority");
+    let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+    let set = set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, idle);
+    // The crate also resets the thread's nice value to 0, which a niced
+    // process may not do; what matters is the policy.
+    if thread_schedule_policy().ok() != Some(idle) {
+        tracing::warn!(error = ?set.err(), "cannot put the low-priority lane's thread in SCHED_IDLE");
     }
 }
 
-#[cfg(not(unix))]
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
 fn lower_this_thread() {}

@@ -24,6 +24,10 @@ pub(crate) enum Stop {
     CpuBudget,
 }
 
+/// The most a stretch of running that the thread's CPU clock did not
+/// measure counts towards [`CallClock`]'s `ran`.
+const UNCLOCKED_STRETCH: Duration = Duration::from_millis(1);
+
 /// What a call's clock shares with its yields and with the code driving the
 /// call.
 #[derive(Debug, Default)]
@@ -35,6 +39,10 @@ pub(crate) struct ClockShared {
     pub(crate) heavy: AtomicBool,
     /// Set when the call is handed to the low-priority lane.
     pub(crate) on_lane: AtomicBool,
+    /// The CPU time of the thread the guest resumed on, when it resumed,
+    /// in nanoseconds, and that thread's [`thread_cpu`] id (0: none yet).
+    resumed_cpu: AtomicU64,
+    resumed_thread: AtomicU64,
 }
 
 /// Accounts wall-clock and CPU time for one call.
@@ -56,6 +64,9 @@ pub(crate) struct CallClock {
     /// read is not the guest's CPU time.
     host_time: Duration,
     cpu_time: Duration,
+    /// CPU time by the threads' own clocks where they tell (see `on_tick`):
+    /// what decides that a call computes for long.
+    ran: Duration,
     timeout: Duration,
     cpu_budget: Option<Duration>,
     cpu_percent: u32,
@@ -71,6 +82,7 @@ impl CallClock {
             in_host_since: None,
             host_time: Duration::ZERO,
             cpu_time: Duration::ZERO,
+            ran: Duration::ZERO,
             timeout: limits.timeout(),
             cpu_budget: limits.cpu_time(),
             cpu_percent: u32::from(limits.max_cpu_percent),
@@ -87,11 +99,39 @@ impl CallClock {
         // this callback, so every host call since then lies inside the
         // stretch and is taken out of it.
         let resumed = self.started + Duration::from_nanos(self.shared.woke.load(Ordering::Relaxed));
-        let stretch = now.saturating_duration_since(resumed);
-        self.cpu_time += stretch.saturating_sub(std::mem::take(&mut self.host_time));
-        if self.cpu_time > CPU_BURST {
+        let wall = now.saturating_duration_since(resumed);
+        let host = std::mem::take(&mut self.host_time);
+        // Wall time is CPU time only while the thread has the core. Where
+        // the stretch ran on one thread (it resumed there, at a yield), that
+        // thread's own CPU clock says how much of it ran.
+        let ran = thread_cpu()
+            .filter(|(thread, _)| *thread == self.shared.resumed_thread.load(Ordering::Relaxed))
+            .map(|(_, cpu)| {
+                let at = Duration::from_nanos(self.shared.resumed_cpu.load(Ordering::Relaxed));
+                wall.min(cpu.saturating_sub(at))
+            });
+        // What moves a call to the lane: a call the OS merely took the core
+        // from (a busy machine) must not look heavy, and be sent where it
+        // waits longer still. A stretch without the thread's clock (the
+        // first, or one across a host call that resumed on another thread)
+        // counts at most a tick or so: a guest runs that long between ticks.
+        self.ran += ran
+            .unwrap_or(wall.min(UNCLOCKED_STRETCH))
+            .saturating_sub(host);
+        if self.ran > CPU_BURST {
             self.shared.heavy.store(true, Ordering::Relaxed);
         }
+        // What limits and throttles it: on the callers' threads wall time,
+        // which also charges the call the machinery around it; on the
+        // low-priority lane, where the OS takes the core away by design for
+        // as long as any other thread wants it, the thread's clock, so that
+        // a call waiting for the core is neither stopped for CPU time it did
+        // not use nor paused for it.
+        let stretch = match ran {
+            Some(ran) if self.shared.on_lane.load(Ordering::Relaxed) => ran,
+            _ => wall,
+        };
+        self.cpu_time += stretch.saturating_sub(host);
         let elapsed = now - self.started;
         if elapsed >= self.timeout {
             self.stopped = Some(Stop::Timeout);
@@ -115,6 +155,12 @@ impl CallClock {
         // Yield even when not throttled, so one busy guest cannot starve the
         // other tasks on its executor thread.
         self.yield_until(tokio::task::yield_now())
+    }
+
+    /// Starts the call's clocks again (the call starts running now, not
+    /// when it was prepared).
+    pub(crate) fn restart(&mut self) {
+        self.started = Instant::now();
     }
 
     /// What this clock shares with the code driving its call.
@@ -149,9 +195,36 @@ impl CallClock {
                 wait.await;
                 let since = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
                 shared.woke.store(since, Ordering::Relaxed);
+                // Resumes on this thread: the next stretch runs here.
+                if let Some((thread, cpu)) = thread_cpu() {
+                    let cpu = u64::try_from(cpu.as_nanos()).unwrap_or(u64::MAX);
+                    shared.resumed_cpu.store(cpu, Ordering::Relaxed);
+                    shared.resumed_thread.store(thread, Ordering::Relaxed);
+                }
             }),
         )
     }
+}
+
+/// The calling thread's CPU time, with an id for the thread (never 0), on
+/// Linux (`CLOCK_THREAD_CPUTIME_ID`); `None` elsewhere.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn thread_cpu() -> Option<(u64, Duration)> {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local! {
+        static ID: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    let cpu = Duration::new(
+        u64::try_from(t.tv_sec).ok()?,
+        u32::try_from(t.tv_nsec).ok()?,
+    );
+    Some((ID.with(|id| *id), cpu))
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn thread_cpu() -> Option<(u64, Duration)> {
+    None
 }
 
 /// What every store's data gives the runtime.
@@ -240,11 +313,15 @@ impl WasiView for P2State {
     }
 }
 
-/// Creates a store for one call with limits, fuel and the deadline callback set.
+/// Creates a store for one call with limits, fuel and the deadline callback
+/// set. `measure_cpu` hooks host calls so that their time is not counted as
+/// CPU time even where the limits do not need it (the low-priority lane
+/// does, to find calls that compute for long).
 pub(crate) fn new_store<T: CallData>(
     engine: &wasmtime::Engine,
     data: T,
     limits: &Limits,
+    measure_cpu: bool,
 ) -> Store<T> {
     let mut store = Store::new(engine, data);
     store.limiter(|d| d.limiter());
@@ -255,8 +332,8 @@ pub(crate) fn new_store<T: CallData>(
     }
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(|mut cx| Ok(cx.data_mut().clock().on_tick()));
-    // Only where CPU time is limited: the hook runs on every host call.
-    if CallClock::accounts_cpu(limits) {
+    // Only where CPU time is needed: the hook runs on every host call.
+    if measure_cpu || CallClock::accounts_cpu(limits) {
         store.call_hook(|mut cx, hook| {
             cx.data_mut().clock().on_call_hook(hook);
             Ok(())

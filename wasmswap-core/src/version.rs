@@ -225,10 +225,11 @@ impl Version {
     /// `interface#function`, e.g. `wasmswap:guests/api@0.1.0#echo`.
     ///
     /// Must be called inside a tokio runtime: timeouts and CPU-share pauses
-    /// are tokio timers. The call runs on the caller's thread unless it
-    /// computes past its CPU burst or this version keeps hitting its limits;
-    /// then it runs on the runtime's low-priority lane
-    /// ([`RuntimeConfig::low_priority_lane`](crate::RuntimeConfig::low_priority_lane)).
+    /// are tokio timers. The call runs on the caller's thread — unless the
+    /// runtime has a low-priority lane
+    /// ([`RuntimeConfig::low_priority_lane`](crate::RuntimeConfig::low_priority_lane))
+    /// and the call computes past its CPU burst or this version has just
+    /// hit its limits; then it runs there.
     pub async fn invoke_json(&self, function: &str, args: &Json) -> Result<Json> {
         self.invoke_json_with(function, args, None).await
     }
@@ -289,18 +290,32 @@ impl Version {
             wasm.function.name = function,
             wasm.version = %self.inner.label
         );
-        let Call { run, clock } = call;
+        let Call {
+            run,
+            clock,
+            started,
+        } = call;
         let run = run.instrument(span);
         let Some(lane) = self.inner.runtime.lane() else {
             return run.await;
         };
-        lane.run(self.penalized(), &clock, run)
+        // Penalizes a call that computed past its burst even if its caller
+        // gives up on it (and so never records it): a looping tenant whose
+        // clients time out first is still sent to the lane.
+        let _heavy = PenalizeIfHeavy {
+            version: self,
+            clock: &clock,
+        };
+        let limits = &self.inner.limits;
+        // A little past the call's own backstop, which normally answers.
+        let deadline = started + limits.backstop() + LANE_GRACE;
+        match lane
+            .run(self.penalized(), &clock, deadline.into(), run)
             .await
-            .unwrap_or_else(|| {
-                Err(Error::Internal(
-                    "the low-priority lane dropped the call".into(),
-                ))
-            })
+        {
+            Some(outcome) => outcome,
+            None => self.record(started, Err(Error::Timeout(limits.timeout())), Some(&clock)),
+        }
     }
 
     /// Prepares a call of a core module's export: a future that owns what it
@@ -314,14 +329,18 @@ impl Version {
     ) -> Call<R> {
         let this = self.clone();
         let function = function.to_string();
-        let clock = CallClock::new(&self.inner.limits);
+        let mut clock = CallClock::new(&self.inner.limits);
         let shared = clock.shared();
         let heavy = shared.clone();
+        // Latency counts from here: a wait for the lane counts too.
+        let started = Instant::now();
         let run = async move {
+            // CPU time counts from the first poll: a wait for the lane is
+            // not the guest's.
+            clock.restart();
             let Pre::Module { pre, initialize } = &this.inner.pre else {
                 return Err(Error::NoSuchFunction(function));
             };
-            let started = Instant::now();
             let limits = &this.inner.limits;
             let caps = caps.as_ref().unwrap_or(&this.inner.caps);
             let outcome = within_timeout(limits, async {
@@ -335,7 +354,7 @@ impl Version {
                     limiter: StoreLimiter::new(limits),
                     clock,
                 };
-                let mut store = store::new_store(this.engine(), data, limits);
+                let mut store = this.new_store(data);
                 let r = async {
                     let instance = pre.instantiate_async(&mut store).await?;
                     if let Some(init) = initialize
@@ -373,6 +392,7 @@ impl Version {
         Call {
             run: Box::pin(run),
             clock: shared,
+            started,
         }
     }
 
@@ -389,20 +409,24 @@ impl Version {
     ) -> Call<R> {
         let this = self.clone();
         let function = function.to_string();
-        let clock = CallClock::new(&self.inner.limits);
+        let mut clock = CallClock::new(&self.inner.limits);
         let shared = clock.shared();
         let heavy = shared.clone();
+        // Latency counts from here: a wait for the lane counts too.
+        let started = Instant::now();
         let run = async move {
+            // CPU time counts from the first poll: a wait for the lane is
+            // not the guest's.
+            clock.restart();
             let Pre::Component { pre, .. } = &this.inner.pre else {
                 return Err(Error::NoSuchFunction(function));
             };
-            let started = Instant::now();
             let limits = &this.inner.limits;
             let caps = caps.as_ref().unwrap_or(&this.inner.caps);
             let outcome = within_timeout(limits, async {
                 let index = this.component_export(&function)?;
                 let data = P2State::new(caps, limits, clock)?;
-                let mut store = store::new_store(this.engine(), data, limits);
+                let mut store = this.new_store(data);
                 let instance = pre
                     .instantiate_async(&mut store)
                     .await
@@ -424,6 +448,7 @@ impl Version {
         Call {
             run: Box::pin(run),
             clock: shared,
+            started,
         }
     }
 
@@ -482,8 +507,16 @@ impl Version {
         found.ok_or_else(|| Error::NoSuchFunction(name.into()))
     }
 
-    fn engine(&self) -> &wasmtime::Engine {
-        self.inner.runtime.engine()
+    /// A store for one call under this version's limits; CPU time is
+    /// measured (host calls hooked) where the limits or the lane need it.
+    fn new_store<T: CallData>(&self, data: T) -> Store<T> {
+        let runtime = &self.inner.runtime;
+        store::new_store(
+            runtime.engine(),
+            data,
+            &self.inner.limits,
+            runtime.lane().is_some(),
+        )
     }
 
     /// Counts a finished call, and penalizes this version (see
@@ -589,7 +622,7 @@ impl Version {
             Ok(d) => d,
             Err(e) => return self.record(started, Err(e), None),
         };
-        let store = store::new_store(self.engine(), data, limits);
+        let store = self.new_store(data);
         let span = tracing::info_span!(
             "wasm.function.invoke",
             wasm.function.name = "wasi:http/incoming-handler#handle",
@@ -672,12 +705,32 @@ async fn within_timeout<T>(limits: &Limits, call: impl Future<Output = Result<T>
     }
 }
 
+/// Penalizes its version when dropped if the call computed past its burst.
+struct PenalizeIfHeavy<'a> {
+    version: &'a Version,
+    clock: &'a ClockShared,
+}
+
+impl Drop for PenalizeIfHeavy<'_> {
+    fn drop(&mut self) {
+        if self.clock.heavy.load(Ordering::Relaxed) {
+            self.version.penalize();
+        }
+    }
+}
+
 /// A prepared call: its future, owning everything it needs (so it can move
 /// to the low-priority lane half-way), and what its clock shares.
 struct Call<R> {
     run: std::pin::Pin<Box<dyn Future<Output = Result<R>> + Send>>,
     clock: Arc<ClockShared>,
+    /// When the call was prepared: its latency counts from here.
+    started: Instant,
 }
+
+/// How long past a call's backstop its caller waits for the low-priority
+/// lane to answer before answering `timeout` itself.
+pub(crate) const LANE_GRACE: Duration = Duration::from_millis(50);
 
 struct CallStats {
     fuel: u64,

@@ -190,7 +190,7 @@ impl Default for HostConfig {
             drain_timeout: Duration::from_secs(30),
             epoch_tick: Duration::from_micros(500),
             keep_resident: 64 << 20,
-            low_priority_lane: true,
+            low_priority_lane: false,
             low_priority_window: Duration::from_secs(10),
             max_invoke_body: 1 << 20,
             max_modules: 1000,
@@ -348,8 +348,9 @@ mod tests {
         assert_eq!(c.keep_resident, 0);
         let e = from_file("keep_resident_mib = 5000\n").unwrap_err();
         assert!(format!("{e:#}").contains("keep_resident_mib = 5000: use 0 to 4096"));
-        let c = from_file("low_priority_lane = false\nlow_priority_window_ms = 0\n").unwrap();
-        assert!(!c.low_priority_lane);
+        assert!(!from_file("").unwrap().low_priority_lane);
+        let c = from_file("low_priority_lane = true\nlow_priority_window_ms = 0\n").unwrap();
+        assert!(c.low_priority_lane);
         assert_eq!(c.low_priority_window, Duration::ZERO);
         let e = from_file("low_priority_window_ms = 3600001\n").unwrap_err();
         assert!(format!("{e:#}").contains("low_priority_window_ms = 3600001: use 0 to 3600000"));

@@ -9,27 +9,30 @@ use http_body_util::{BodyExt, Full};
 use serde_json::json;
 use wasmswap_core::{Capabilities, Error, Limits, Runtime, RuntimeConfig, Version};
 
-use crate::version_with;
+use crate::this_thread_cpu;
+
+/// A runtime with the lane, shared by these tests.
+fn lane_runtime() -> Runtime {
+    static RT: std::sync::OnceLock<Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| lane().build().expect("runtime with the lane"))
+        .clone()
+}
+
+fn lane() -> RuntimeConfig {
+    let mut config = RuntimeConfig::new();
+    config.low_priority_lane(true);
+    config
+}
+
+fn version_with(path: &str, limits: Limits, caps: Capabilities) -> Version {
+    let rt = lane_runtime();
+    let artifact = rt.load(&test_programs::bytes(path)).expect("guest loads");
+    Version::new(&rt, &artifact, "test", limits, caps).expect("version")
+}
 
 fn version_on(rt: &Runtime, path: &str, limits: Limits) -> Version {
     let artifact = rt.load(&test_programs::bytes(path)).expect("guest loads");
     Version::new(rt, &artifact, "test", limits, Capabilities::none()).expect("version")
-}
-
-/// CPU time the calling thread has used (`/proc/thread-self/stat`,
-/// user + system, at the kernel's clock-tick resolution of 10 ms).
-fn this_thread_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
-    // Fields after the command name, which is in parentheses and may hold
-    // spaces: state is field 3, utime 14, stime 15.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    Duration::from_millis(ticks * 10)
 }
 
 /// The scheduling policy of each of this process's low-priority lane
@@ -58,12 +61,15 @@ fn lane_thread_policies() -> Vec<u32> {
     policies
 }
 
-/// A guest that computes until its 300 ms CPU budget runs out: a fixed
-/// amount of CPU work however busy the machine is.
-fn looping_limits() -> Limits {
+/// A fixed amount of computing (`cpu_hog(120)`: about 200 ms of CPU here),
+/// with no CPU limit but the timeout.
+async fn hog(v: &Version) -> wasmswap_core::Result<serde_json::Value> {
+    v.invoke_json("cpu_hog", &json!([120])).await
+}
+
+fn hog_limits() -> Limits {
     Limits {
         timeout_ms: 20_000,
-        cpu_time_ms: Some(300),
         max_cpu_percent: 100,
         ..Limits::default()
     }
@@ -75,26 +81,28 @@ fn looping_limits() -> Limits {
 async fn a_call_that_computes_moves_off_the_callers_thread() {
     let v = version_with(
         test_programs::HOSTILE_MODULE,
-        looping_limits(),
+        hog_limits(),
         Capabilities::none(),
     );
     assert!(!v.penalized());
     let before = this_thread_cpu();
-    let err = v
-        .invoke_json("infinite_loop", &json!([]))
-        .await
-        .unwrap_err();
+    let out = hog(&v).await;
     let here = this_thread_cpu() - before;
-    assert!(matches!(err, Error::CpuLimit(_)), "{err:?}");
-    // 300 ms of guest CPU, of which only the first 10 ms (the burst, up to
-    // the next tick) on this thread.
+    // Answered — or, on a machine so busy that the lane's idle-priority
+    // threads got too little CPU for it, timed out.
+    assert!(
+        out.is_ok() || matches!(out, Err(Error::Timeout(_))),
+        "{out:?}"
+    );
+    // Of its CPU time only the first 10 ms (the burst, up to the next tick)
+    // was on this thread.
     assert!(
         here < Duration::from_millis(100),
         "{here:?} on the caller's thread"
     );
     assert_eq!(v.counters().low_priority_calls, 1);
-    // It computed past its burst (and hit its CPU limit): the version's
-    // next calls start on the lane.
+    // It computed past its burst: the version's next calls start on the
+    // lane.
     assert!(v.penalized());
     let policies = lane_thread_policies();
     assert!(!policies.is_empty());
@@ -112,16 +120,12 @@ async fn without_the_lane_the_callers_thread_does_the_computing() {
         .low_priority_lane(false)
         .build()
         .unwrap();
-    let v = version_on(&rt, test_programs::HOSTILE_MODULE, looping_limits());
+    let v = version_on(&rt, test_programs::HOSTILE_MODULE, hog_limits());
     let before = this_thread_cpu();
-    let err = v
-        .invoke_json("infinite_loop", &json!([]))
-        .await
-        .unwrap_err();
+    hog(&v).await.unwrap();
     let here = this_thread_cpu() - before;
-    assert!(matches!(err, Error::CpuLimit(_)), "{err:?}");
     assert!(
-        here >= Duration::from_millis(250),
+        here >= Duration::from_millis(150),
         "{here:?} on the caller's thread"
     );
     assert_eq!(v.counters().low_priority_calls, 0);
@@ -167,10 +171,7 @@ async fn a_version_that_hit_a_limit_starts_its_calls_on_the_lane() {
     assert!(!other.penalized());
 
     // With no window, hitting a limit penalizes nothing.
-    let rt = RuntimeConfig::new()
-        .low_priority_window(Duration::ZERO)
-        .build()
-        .unwrap();
+    let rt = lane().low_priority_window(Duration::ZERO).build().unwrap();
     let v = version_on(&rt, test_programs::HOSTILE_MODULE, limits);
     v.invoke_json("memory_bomb", &json!([])).await.unwrap_err();
     assert!(!v.penalized());
@@ -179,10 +180,34 @@ async fn a_version_that_hit_a_limit_starts_its_calls_on_the_lane() {
     assert_eq!(v.counters().low_priority_calls, before);
 }
 
+#[tokio::test]
+async fn time_in_host_calls_does_not_make_a_call_heavy() {
+    // No CPU limits, so nothing but the lane needs CPU time measured: a
+    // 300 ms WASI sleep, then a loop whose epoch check sees the clock,
+    // must not count as computing.
+    let limits = Limits {
+        max_cpu_percent: 100,
+        cpu_time_ms: None,
+        ..Limits::default()
+    };
+    let rt = lane_runtime();
+    let artifact = rt.load(&test_programs::wat("sleep-then-count")).unwrap();
+    let v = Version::new(&rt, &artifact, "test", limits, Capabilities::none()).unwrap();
+    let started = Instant::now();
+    let n = v
+        .invoke_json("sleep_then_count", &json!([300]))
+        .await
+        .unwrap();
+    assert_eq!(n, json!(1000));
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(v.counters().low_priority_calls, 0);
+    assert!(!v.penalized());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_on_the_lane_stops_when_its_caller_stops_waiting() {
     // One pool slot: while the abandoned call runs, nothing else can.
-    let rt = RuntimeConfig::new().max_instances(1).build().unwrap();
+    let rt = lane().max_instances(1).build().unwrap();
     let limits = Limits {
         timeout_ms: 20_000,
         max_cpu_percent: 100,
@@ -196,6 +221,8 @@ async fn a_call_on_the_lane_stops_when_its_caller_stops_waiting() {
     )
     .await;
     assert!(gave_up.is_err(), "the loop ended: {gave_up:?}");
+    // Never recorded, but it computed past its burst: penalized all the same.
+    assert!(v.penalized());
     // The slot comes free long before the loop's 20 s timeout.
     let started = Instant::now();
     let answer = loop {

@@ -20,7 +20,8 @@ use std::time::Duration;
 
 use wasmswap_core::{Capabilities, Limits, Runtime, Version};
 
-/// One runtime shared by most tests, as a host would share one.
+/// One runtime shared by most tests, as a host would share one (the
+/// defaults: no low-priority lane; `lane.rs` tests that on its own).
 pub fn runtime() -> Runtime {
     static RT: OnceLock<Runtime> = OnceLock::new();
     RT.get_or_init(|| Runtime::new().expect("default runtime"))
@@ -48,3 +49,19 @@ pub fn short_limits() -> Limits {
 }
 
 pub const GENEROUS: Duration = Duration::from_secs(20);
+
+/// CPU time the calling thread has used (`/proc/thread-self/stat`,
+/// user + system, at the kernel's clock-tick resolution of 10 ms).
+pub fn this_thread_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+    // Fields after the command name, which is in parentheses and may hold
+    // spaces: state is field 3, utime 14, stime 15.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10)
+}
