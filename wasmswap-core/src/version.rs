@@ -318,15 +318,19 @@ impl Version {
         }
     }
 
-    /// Prepares a call of a core module's export: a future that owns what it
-    /// needs, so that it can move to another thread half-way.
-    fn run_module<R: Send + 'static>(
+    /// Prepares a call: a future that owns what it needs, so that it can
+    /// move to another thread half-way. `body` runs the guest with this
+    /// version, the function's name and the call's clock; the call is timed
+    /// out, and recorded, here.
+    fn prepare<R, F>(
         &self,
         function: &str,
-        caps: Option<Capabilities>,
-        params: impl FnOnce(&wasmtime::FuncType) -> Result<Vec<wasmtime::Val>> + Send + 'static,
-        results: impl FnOnce(&[wasmtime::Val]) -> Result<R> + Send + 'static,
-    ) -> Call<R> {
+        body: impl FnOnce(Version, String, CallClock) -> F + Send + 'static,
+    ) -> Call<R>
+    where
+        R: Send + 'static,
+        F: Future<Output = Result<(R, CallStats)>> + Send + 'static,
+    {
         let this = self.clone();
         let function = function.to_string();
         let mut clock = CallClock::new(&self.inner.limits);
@@ -338,55 +342,8 @@ impl Version {
             // CPU time counts from the first poll: a wait for the lane is
             // not the guest's.
             clock.restart();
-            let Pre::Module { pre, initialize } = &this.inner.pre else {
-                return Err(Error::NoSuchFunction(function));
-            };
-            let limits = &this.inner.limits;
-            let caps = caps.as_ref().unwrap_or(&this.inner.caps);
-            let outcome = within_timeout(limits, async {
-                let (export, ty) = this.module_export(&function)?;
-                // Bad arguments are refused before an instance is spent on them.
-                let args = params(&ty)?;
-                check_core_args(&ty, &args)?;
-                let wasi = caps.builder()?.build_p1();
-                let data = P1State {
-                    wasi,
-                    limiter: StoreLimiter::new(limits),
-                    clock,
-                };
-                let mut store = this.new_store(data);
-                let r = async {
-                    let instance = pre.instantiate_async(&mut store).await?;
-                    if let Some(init) = initialize
-                        && let Some(f) = instance
-                            .get_module_export(&mut store, init)
-                            .and_then(|e| e.into_func())
-                    {
-                        f.call_async(&mut store, &[], &mut []).await?;
-                    }
-                    Ok::<_, wasmtime::Error>(instance)
-                }
-                .await;
-                let instance = r.map_err(|e| store::classify(e, &mut store, limits))?;
-                let func = instance
-                    .get_module_export(&mut store, &export)
-                    .and_then(|e| e.into_func())
-                    .ok_or_else(|| Error::NoSuchFunction(function.clone()))?;
-                let mut out: Vec<wasmtime::Val> = ty
-                    .results()
-                    .map(|t| wasmtime::Val::default_for_ty(&t).unwrap_or(wasmtime::Val::I32(0)))
-                    .collect();
-                match func.call_async(&mut store, &args, &mut out).await {
-                    Ok(()) => {}
-                    // A WASI command's `proc_exit(0)` is a normal end.
-                    Err(e)
-                        if e.downcast_ref::<wasmtime_wasi::I32Exit>()
-                            .is_some_and(|x| x.0 == 0) => {}
-                    Err(e) => return Err(store::classify(e, &mut store, limits)),
-                }
-                Ok((results(&out)?, finish_stats(&mut store, limits)))
-            })
-            .await;
+            let call = body(this.clone(), function, clock);
+            let outcome = within_timeout(&this.inner.limits, call).await;
             this.record(started, outcome, Some(&heavy))
         };
         Call {
@@ -396,8 +353,67 @@ impl Version {
         }
     }
 
+    /// Prepares a call of a core module's export (see
+    /// [`prepare`](Self::prepare)).
+    fn run_module<R: Send + 'static>(
+        &self,
+        function: &str,
+        caps: Option<Capabilities>,
+        params: impl FnOnce(&wasmtime::FuncType) -> Result<Vec<wasmtime::Val>> + Send + 'static,
+        results: impl FnOnce(&[wasmtime::Val]) -> Result<R> + Send + 'static,
+    ) -> Call<R> {
+        self.prepare(function, move |this, function, clock| async move {
+            let Pre::Module { pre, initialize } = &this.inner.pre else {
+                return Err(Error::NoSuchFunction(function));
+            };
+            let limits = &this.inner.limits;
+            let caps = caps.as_ref().unwrap_or(&this.inner.caps);
+            let (export, ty) = this.module_export(&function)?;
+            // Bad arguments are refused before an instance is spent on them.
+            let args = params(&ty)?;
+            check_core_args(&ty, &args)?;
+            let wasi = caps.builder()?.build_p1();
+            let data = P1State {
+                wasi,
+                limiter: StoreLimiter::new(limits),
+                clock,
+            };
+            let mut store = this.new_store(data);
+            let r = async {
+                let instance = pre.instantiate_async(&mut store).await?;
+                if let Some(init) = initialize
+                    && let Some(f) = instance
+                        .get_module_export(&mut store, init)
+                        .and_then(|e| e.into_func())
+                {
+                    f.call_async(&mut store, &[], &mut []).await?;
+                }
+                Ok::<_, wasmtime::Error>(instance)
+            }
+            .await;
+            let instance = r.map_err(|e| store::classify(e, &mut store, limits))?;
+            let func = instance
+                .get_module_export(&mut store, &export)
+                .and_then(|e| e.into_func())
+                .ok_or_else(|| Error::NoSuchFunction(function.clone()))?;
+            let mut out: Vec<wasmtime::Val> = ty
+                .results()
+                .map(|t| wasmtime::Val::default_for_ty(&t).unwrap_or(wasmtime::Val::I32(0)))
+                .collect();
+            match func.call_async(&mut store, &args, &mut out).await {
+                Ok(()) => {}
+                // A WASI command's `proc_exit(0)` is a normal end.
+                Err(e)
+                    if e.downcast_ref::<wasmtime_wasi::I32Exit>()
+                        .is_some_and(|x| x.0 == 0) => {}
+                Err(e) => return Err(store::classify(e, &mut store, limits)),
+            }
+            Ok((results(&out)?, finish_stats(&mut store, limits)))
+        })
+    }
+
     /// Prepares a call of a component's export (see
-    /// [`run_module`](Self::run_module)).
+    /// [`prepare`](Self::prepare)).
     fn run_component<R: Send + 'static>(
         &self,
         function: &str,
@@ -407,49 +423,30 @@ impl Version {
         + 'static,
         results: impl FnOnce(&[Val]) -> Result<R> + Send + 'static,
     ) -> Call<R> {
-        let this = self.clone();
-        let function = function.to_string();
-        let mut clock = CallClock::new(&self.inner.limits);
-        let shared = clock.shared();
-        let heavy = shared.clone();
-        // Latency counts from here: a wait for the lane counts too.
-        let started = Instant::now();
-        let run = async move {
-            // CPU time counts from the first poll: a wait for the lane is
-            // not the guest's.
-            clock.restart();
+        self.prepare(function, move |this, function, clock| async move {
             let Pre::Component { pre, .. } = &this.inner.pre else {
                 return Err(Error::NoSuchFunction(function));
             };
             let limits = &this.inner.limits;
             let caps = caps.as_ref().unwrap_or(&this.inner.caps);
-            let outcome = within_timeout(limits, async {
-                let index = this.component_export(&function)?;
-                let data = P2State::new(caps, limits, clock)?;
-                let mut store = this.new_store(data);
-                let instance = pre
-                    .instantiate_async(&mut store)
-                    .await
-                    .map_err(|e| store::classify(e, &mut store, limits))?;
-                let func = instance
-                    .get_func(&mut store, index)
-                    .ok_or_else(|| Error::NoSuchFunction(function.clone()))?;
-                let ty = func.ty(&store);
-                let args = params(&ty)?;
-                let mut out = vec![Val::Bool(false); ty.results().len()];
-                func.call_async(&mut store, &args, &mut out)
-                    .await
-                    .map_err(|e| store::classify(e, &mut store, limits))?;
-                Ok((results(&out)?, finish_stats(&mut store, limits)))
-            })
-            .await;
-            this.record(started, outcome, Some(&heavy))
-        };
-        Call {
-            run: Box::pin(run),
-            clock: shared,
-            started,
-        }
+            let index = this.component_export(&function)?;
+            let data = P2State::new(caps, limits, clock)?;
+            let mut store = this.new_store(data);
+            let instance = pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(|e| store::classify(e, &mut store, limits))?;
+            let func = instance
+                .get_func(&mut store, index)
+                .ok_or_else(|| Error::NoSuchFunction(function.clone()))?;
+            let ty = func.ty(&store);
+            let args = params(&ty)?;
+            let mut out = vec![Val::Bool(false); ty.results().len()];
+            func.call_async(&mut store, &args, &mut out)
+                .await
+                .map_err(|e| store::classify(e, &mut store, limits))?;
+            Ok((results(&out)?, finish_stats(&mut store, limits)))
+        })
     }
 
     /// Resolves `name` or `interface#name` to an export index, once per name.
