@@ -97,19 +97,28 @@ async fn bystander(http: &reqwest::Client, data: &str) -> (Vec<Duration>, u64) {
         // The time the request was due, so a stalled sender counts too.
         let due = Instant::now();
         calls.push(tokio::spawn(async move {
-            let ok = match http.post(url).json(&json!([40, 2])).send().await {
-                Ok(r) => r.json::<Value>().await.is_ok_and(|v| v == json!(42)),
-                Err(_) => false,
+            let outcome = match http.post(url).json(&json!([40, 2])).send().await {
+                Ok(r) => match r.json::<Value>().await {
+                    Ok(v) if v == json!(42) => Ok(()),
+                    Ok(v) => Err(format!("answered {v}")),
+                    Err(e) => Err(format!("reading the answer: {e}")),
+                },
+                Err(e) => Err(format!("sending: {e}")),
             };
-            (due.elapsed(), ok)
+            (due.elapsed(), outcome)
         }));
     }
     let mut latencies = Vec::new();
     let mut failed = 0;
     for c in calls {
-        let (took, ok) = c.await.unwrap();
+        let (took, outcome) = c.await.unwrap();
         latencies.push(took);
-        failed += u64::from(!ok);
+        if let Err(e) = outcome {
+            // Say why: a failed bystander call is the one thing that must
+            // not happen.
+            println!("bystander call failed after {took:?}: {e}");
+            failed += 1;
+        }
     }
     latencies.sort();
     (latencies, failed)

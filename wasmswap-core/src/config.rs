@@ -218,7 +218,7 @@ impl RuntimeConfig {
     /// to a tick at a time: a tenant that loops or computes for long costs
     /// the others their tail latency. With the lane it costs them next to
     /// nothing (`benches/benches/hostile.rs`: the bystander's p99 under
-    /// attack 0.82–0.92× unloaded, against 0.97–1.41× without, in
+    /// attack 0.82–0.92× unloaded, against 0.97–1.62× without, in
     /// BENCHMARKS.md).
     ///
     /// The price, and why it is off by default: while every core is busy

@@ -13,7 +13,9 @@
 //! resources, fuel) or computed that long starts its calls there for a while.
 //! The kernel then runs them only on CPU the serving threads leave idle and
 //! takes the core back the moment a serving thread wakes: on an idle node
-//! they run at full speed, on a busy one they wait, not the well-behaved.
+//! they run at full speed, on a busy one they wait, not the well-behaved —
+//! and while every core is busy they may wait until their timeout, which is
+//! why the lane is off unless asked for.
 
 use std::future::Future;
 use std::pin::Pin;
