@@ -67,6 +67,9 @@ pub(crate) struct CallClock {
     /// CPU time by the threads' own clocks where they tell (see `on_tick`):
     /// what decides that a call computes for long.
     ran: Duration,
+    /// Whether to read the threads' CPU clocks at all: only for the
+    /// low-priority lane.
+    clocks_threads: bool,
     timeout: Duration,
     cpu_budget: Option<Duration>,
     cpu_percent: u32,
@@ -83,6 +86,7 @@ impl CallClock {
             host_time: Duration::ZERO,
             cpu_time: Duration::ZERO,
             ran: Duration::ZERO,
+            clocks_threads: false,
             timeout: limits.timeout(),
             cpu_budget: limits.cpu_time(),
             cpu_percent: u32::from(limits.max_cpu_percent),
@@ -104,7 +108,10 @@ impl CallClock {
         // Wall time is CPU time only while the thread has the core. Where
         // the stretch ran on one thread (it resumed there, at a yield), that
         // thread's own CPU clock says how much of it ran.
-        let ran = thread_cpu()
+        let ran = self
+            .clocks_threads
+            .then(thread_cpu)
+            .flatten()
             .filter(|(thread, _)| *thread == self.shared.resumed_thread.load(Ordering::Relaxed))
             .map(|(_, cpu)| {
                 let at = Duration::from_nanos(self.shared.resumed_cpu.load(Ordering::Relaxed));
@@ -188,7 +195,7 @@ impl CallClock {
     /// when it did: time off the CPU (a timer waking late, a wait in the run
     /// queue behind other tasks) is not the guest's CPU time.
     fn yield_until(&self, wait: impl Future<Output = ()> + Send + 'static) -> UpdateDeadline {
-        let (shared, started) = (self.shared.clone(), self.started);
+        let (shared, started, clocks) = (self.shared.clone(), self.started, self.clocks_threads);
         UpdateDeadline::YieldCustom(
             1,
             Box::pin(async move {
@@ -196,7 +203,7 @@ impl CallClock {
                 let since = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
                 shared.woke.store(since, Ordering::Relaxed);
                 // Resumes on this thread: the next stretch runs here.
-                if let Some((thread, cpu)) = thread_cpu() {
+                if let Some((thread, cpu)) = clocks.then(thread_cpu).flatten() {
                     let cpu = u64::try_from(cpu.as_nanos()).unwrap_or(u64::MAX);
                     shared.resumed_cpu.store(cpu, Ordering::Relaxed);
                     shared.resumed_thread.store(thread, Ordering::Relaxed);
@@ -314,16 +321,19 @@ impl WasiView for P2State {
 }
 
 /// Creates a store for one call with limits, fuel and the deadline callback
-/// set. `measure_cpu` hooks host calls so that their time is not counted as
+/// set. `for_lane` (the runtime has a low-priority lane) hooks host calls so
+/// that their time is not counted as
 /// CPU time even where the limits do not need it (the low-priority lane
 /// does, to find calls that compute for long).
 pub(crate) fn new_store<T: CallData>(
     engine: &wasmtime::Engine,
     data: T,
     limits: &Limits,
-    measure_cpu: bool,
+    for_lane: bool,
 ) -> Store<T> {
     let mut store = Store::new(engine, data);
+    // Only the lane needs the threads' own CPU clocks (a system call a tick).
+    store.data_mut().clock().clocks_threads = for_lane;
     store.limiter(|d| d.limiter());
     if let Some(fuel) = limits.fuel {
         // Only fails when the engine has fuel disabled; `Version::new` refuses
@@ -333,7 +343,7 @@ pub(crate) fn new_store<T: CallData>(
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(|mut cx| Ok(cx.data_mut().clock().on_tick()));
     // Only where CPU time is needed: the hook runs on every host call.
-    if measure_cpu || CallClock::accounts_cpu(limits) {
+    if for_lane || CallClock::accounts_cpu(limits) {
         store.call_hook(|mut cx, hook| {
             cx.data_mut().clock().on_call_hook(hook);
             Ok(())
