@@ -103,7 +103,7 @@ async fn bystander(http: &reqwest::Client, data: &str) -> (Vec<Duration>, u64) {
                     Ok(v) => Err(format!("answered {v}")),
                     Err(e) => Err(format!("reading the answer: {e}")),
                 },
-                Err(e) => Err(format!("sending: {e}")),
+                Err(e) => Err(format!("sending: {e:?}")),
             };
             (due.elapsed(), outcome)
         }));

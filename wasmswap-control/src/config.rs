@@ -76,9 +76,14 @@ pub struct ControlConfig {
     pub blob_grace_secs: Option<u64>,
     /// Milliseconds between housekeeping passes. By default 60000.
     pub housekeeping_interval_ms: Option<u64>,
-    /// Milliseconds a client has to send its request headers before its
-    /// connection is closed (slow-loris guard). By default 10000.
+    /// Milliseconds a client has, from a request's first byte (or from
+    /// connecting), to send its request headers before its connection is
+    /// closed (slow-loris guard). By default 10000.
     pub header_read_timeout_ms: Option<u64>,
+    /// Milliseconds a kept-alive connection may sit idle between requests
+    /// before it is closed; keep it above clients' pool idle timeouts
+    /// (90 s for reqwest). By default 120000.
+    pub idle_timeout_ms: Option<u64>,
     /// Storage.
     #[serde(default)]
     pub store: StoreSettings,
@@ -143,6 +148,7 @@ impl ControlConfig {
             blob_grace_secs: None,
             housekeeping_interval_ms: None,
             header_read_timeout_ms: None,
+            idle_timeout_ms: None,
             store: StoreSettings::default(),
             auth: AuthSettings::default(),
             rate_limits: RateLimits::default(),

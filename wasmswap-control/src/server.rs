@@ -50,6 +50,7 @@ pub async fn build_state(config: &ControlConfig, clock: Clock) -> anyhow::Result
         header_read_timeout: Duration::from_millis(
             config.header_read_timeout_ms.unwrap_or(10_000).max(1),
         ),
+        idle_timeout: Duration::from_millis(config.idle_timeout_ms.unwrap_or(120_000).max(1)),
     };
     Ok(AppState::new(store, auth, node_token, settings)?)
 }
@@ -95,6 +96,7 @@ pub async fn serve_state(
     };
     let limits = ServerLimits {
         header_read_timeout: state.settings().header_read_timeout,
+        idle_timeout: state.settings().idle_timeout,
         ..ServerLimits::default()
     };
     wasmswap_server::serve(listener, handler, limits, shutdown).await;

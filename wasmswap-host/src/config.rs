@@ -76,6 +76,7 @@ struct FileConfig {
     sticky_cookie: Option<String>,
     log_format: Option<String>,
     header_read_timeout_ms: Option<u64>,
+    idle_timeout_ms: Option<u64>,
     shutdown_grace_ms: Option<u64>,
     drain_timeout_ms: Option<u64>,
     epoch_tick_us: Option<u64>,
@@ -137,8 +138,12 @@ pub struct HostConfig {
     pub services: Vec<(String, PathBuf)>,
     /// Logs.
     pub log_format: LogFormat,
-    /// Slow-loris guard.
+    /// Slow-loris guard: a request's headers must arrive within this of
+    /// their first byte (and a new connection's first byte within this).
     pub header_read_timeout: Duration,
+    /// A kept-alive HTTP/1 connection idle this long between requests is
+    /// closed; above clients' pool idle timeouts (90 s for reqwest).
+    pub idle_timeout: Duration,
     /// How long a stop waits for in-flight requests.
     pub shutdown_grace: Duration,
     /// How long an unload waits for calls to finish.
@@ -186,6 +191,7 @@ impl Default for HostConfig {
             services: Vec::new(),
             log_format: LogFormat::Text,
             header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
             shutdown_grace: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(30),
             epoch_tick: Duration::from_micros(500),
@@ -285,6 +291,7 @@ impl HostConfig {
             services,
             log_format,
             header_read_timeout: ms(file.header_read_timeout_ms, d.header_read_timeout),
+            idle_timeout: ms(file.idle_timeout_ms, d.idle_timeout),
             shutdown_grace: ms(file.shutdown_grace_ms, d.shutdown_grace),
             drain_timeout: ms(file.drain_timeout_ms, d.drain_timeout),
             epoch_tick: match file.epoch_tick_us {

@@ -112,6 +112,7 @@ impl Host {
         }
         let limits = ServerLimits {
             header_read_timeout: config.header_read_timeout,
+            idle_timeout: config.idle_timeout,
             shutdown_grace: config.shutdown_grace,
             ..ServerLimits::default()
         };

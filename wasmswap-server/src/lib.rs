@@ -1,7 +1,9 @@
 //! The HTTP listener shared by the edge node's two listeners and the control
 //! plane: HTTP/1.1 and HTTP/2 on one port, a limit on how long request
-//! headers may take (slow-loris guard, also for a client that connects and
-//! sends nothing), a cap on open connections, and a graceful stop.
+//! headers may take from their first byte (slow-loris guard, also for a
+//! client that connects and sends nothing), a longer idle timeout between
+//! requests on a kept-alive connection, a cap on open connections, and a
+//! graceful stop.
 //!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
@@ -27,11 +29,22 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 
+mod deadlines;
+use deadlines::{Activity, Deadlines, Tracked};
+
 /// Connection settings of a listener.
 #[derive(Debug, Clone, Copy)]
 pub struct ServerLimits {
-    /// A client must send its request headers within this (slow-loris guard).
+    /// A client must send a request's headers within this of their first
+    /// byte, and the first byte of a new connection within this of
+    /// connecting (slow-loris guard).
     pub header_read_timeout: Duration,
+    /// An HTTP/1 connection idle this long between requests is closed. Keep
+    /// it above clients' pool idle timeouts (reqwest's and hyper's are 90 s):
+    /// a client that sends a request on a kept-alive connection just as the
+    /// server closes it sees that request fail. Responses say it in a
+    /// `Keep-Alive: timeout=` header for clients that read it.
+    pub idle_timeout: Duration,
     /// After a stop signal, how long in-flight requests may take to finish.
     pub shutdown_grace: Duration,
     /// Open connections at most; the listener waits for one to close.
@@ -42,6 +55,7 @@ impl Default for ServerLimits {
     fn default() -> Self {
         ServerLimits {
             header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
             shutdown_grace: Duration::from_secs(30),
             max_connections: 4096,
         }
@@ -64,10 +78,9 @@ pub async fn serve<H, Fut, B>(
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
+    // Not hyper's header timeout: it also runs while a kept-alive
+    // connection waits for its next request (see `deadlines`).
+    builder.http1().header_read_timeout(None);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -98,23 +111,43 @@ pub async fn serve<H, Fut, B>(
                 };
                 let _ = stream.set_nodelay(true);
                 let handler = handler.clone();
-                let svc = service_fn(move |req| {
-                    let handler = handler.clone();
-                    async move { Ok::<_, Infallible>(handler(req, peer).await) }
-                });
+                let activity = std::sync::Arc::new(Activity::default());
+                let keep_alive = http::HeaderValue::from_str(&format!(
+                    "timeout={}",
+                    limits.idle_timeout.as_secs()
+                ))
+                .ok();
+                let svc = {
+                    let activity = activity.clone();
+                    service_fn(move |req: http::Request<Incoming>| {
+                        let handler = handler.clone();
+                        let answering = activity.begin();
+                        let http1 = req.version() < http::Version::HTTP_2;
+                        let keep_alive = keep_alive.clone().filter(|_| http1);
+                        async move {
+                            let mut resp = handler(req, peer).await;
+                            if let Some(v) = keep_alive {
+                                resp.headers_mut().entry(http::header::HeaderName::from_static("keep-alive")).or_insert(v);
+                            }
+                            Ok::<_, Infallible>(resp.map(|b| Tracked::new(b, answering)))
+                        }
+                    })
+                };
                 let builder = builder.clone();
                 let watcher = graceful.watcher();
-                let header_timeout = limits.header_read_timeout;
+                let (header_timeout, idle_timeout) = (limits.header_read_timeout, limits.idle_timeout);
                 tokio::spawn(async move {
                     let _permit = permit;
                     // hyper-util reads the first bytes to tell HTTP/1 from
                     // HTTP/2 with no deadline of its own: a client that
                     // connects and stalls must not hold the slot forever.
-                    if !first_bytes_within(&stream, header_timeout).await {
+                    let Some(protocol) = first_bytes_within(&stream, header_timeout).await else {
                         tracing::debug!(%peer, "no request within the header timeout; closed");
                         return;
-                    }
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                    };
+                    let limits = (protocol == Protocol::Http1).then_some((header_timeout, idle_timeout));
+                    let io = TokioIo::new(Deadlines::new(stream, activity, limits));
+                    let conn = builder.serve_connection_with_upgrades(io, svc);
                     if let Err(e) = watcher.watch(conn.into_owned()).await {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
                     }
@@ -135,17 +168,28 @@ pub async fn serve<H, Fut, B>(
 /// not yet told HTTP/2 from HTTP/1.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
+/// Which HTTP a connection speaks, from its first bytes.
+#[derive(Debug, PartialEq, Eq)]
+enum Protocol {
+    Http1,
+    Http2,
+}
+
 /// Waits (up to `timeout`) until the client has sent enough to choose a
-/// protocol: any byte that is not a prefix of the HTTP/2 preface, or all of it.
-async fn first_bytes_within(stream: &TcpStream, timeout: Duration) -> bool {
+/// protocol: any byte that is not a prefix of the HTTP/2 preface, or all of
+/// it. `None` if it has not, or closed.
+async fn first_bytes_within(stream: &TcpStream, timeout: Duration) -> Option<Protocol> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut buf = [0u8; 24];
     loop {
         match tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return None,
             Ok(Ok(n)) => {
-                if n >= H2_PREFACE.len() || !H2_PREFACE.starts_with(&buf[..n]) {
-                    return true;
+                if !H2_PREFACE.starts_with(&buf[..n]) {
+                    return Some(Protocol::Http1);
+                }
+                if n == H2_PREFACE.len() {
+                    return Some(Protocol::Http2);
                 }
                 // A partial preface: wait for more (peek returns at once
                 // while bytes are buffered, so pause between looks).
@@ -153,7 +197,7 @@ async fn first_bytes_within(stream: &TcpStream, timeout: Duration) -> bool {
                     .await
                     .is_err()
                 {
-                    return false;
+                    return None;
                 }
             }
         }

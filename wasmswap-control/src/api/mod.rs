@@ -84,6 +84,9 @@ pub struct ApiSettings {
     /// A client must send its request headers within this, or its
     /// connection is closed (slow-loris guard). By default 10 s.
     pub header_read_timeout: Duration,
+    /// A kept-alive connection idle this long between requests is closed.
+    /// By default 120 s, above clients' pool idle timeouts.
+    pub idle_timeout: Duration,
 }
 
 impl Default for ApiSettings {
@@ -98,6 +101,7 @@ impl Default for ApiSettings {
             housekeeping_every: Duration::from_secs(60),
             engine_tick: Duration::from_millis(200),
             header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
         }
     }
 }

@@ -1,0 +1,258 @@
+//! Deadlines of an HTTP/1 connection, kept apart: a request's headers must
+//! arrive within the header timeout *from their first byte*, while a
+//! connection idle between requests may stay open for the (longer) idle
+//! timeout.
+//!
+//! hyper's own `header_read_timeout` starts its clock as soon as it waits
+//! for the next request, so it also closes every keep-alive connection idle
+//! for that long. A client whose pool kept that connection (reqwest and
+//! hyper keep idle connections 90 s) can send a request on it at the instant
+//! the server closes it, and that request fails ("connection closed before
+//! message completed") although nothing was wrong with it. Closing idle
+//! connections later than clients' pools do, and timing the headers from
+//! their first byte, keeps both the slow-loris guard and every request.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+/// What the request handler tells the connection: how many requests it
+/// has begun and how many are still being answered.
+#[derive(Debug, Default)]
+pub(crate) struct Activity {
+    begun: AtomicU64,
+    answering: AtomicUsize,
+    // The connection's task, woken when the last answer is out: hyper does
+    // not read again by itself once idle, so the idle clock would not start.
+    reader: Mutex<Option<Waker>>,
+}
+
+impl Activity {
+    /// A request's headers were read and its handler starts; the returned
+    /// guard marks the answer finished when dropped (with the response body,
+    /// so a streamed answer counts until its last byte).
+    pub(crate) fn begin(self: &Arc<Self>) -> Answering {
+        self.answering.fetch_add(1, Ordering::AcqRel);
+        self.begun.fetch_add(1, Ordering::AcqRel);
+        Answering(self.clone())
+    }
+}
+
+/// A request being answered; see [`Activity::begin`].
+#[derive(Debug)]
+pub(crate) struct Answering(Arc<Activity>);
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        if self.0.answering.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let reader = self
+                .0
+                .reader
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            if let Some(w) = reader {
+                w.wake();
+            }
+        }
+    }
+}
+
+pin_project! {
+    /// The connection's socket, which ends the connection when a deadline
+    /// passes: an error when headers stall, end-of-stream when idle (so
+    /// hyper closes it as if the client had).
+    pub(crate) struct Deadlines<T> {
+        #[pin]
+        io: T,
+        activity: Arc<Activity>,
+        // `None` for HTTP/2, which has its own keep-alive pings and whose
+        // control frames would look like a stalled request here.
+        limits: Option<(Duration, Duration)>,
+        begun_seen: u64,
+        head_since: Option<Instant>,
+        last_io: Instant,
+        timer: Pin<Box<Sleep>>,
+        armed: Instant,
+    }
+}
+
+impl<T> Deadlines<T> {
+    /// Wraps `io`; `limits` is `Some((header_timeout, idle_timeout))` for an
+    /// HTTP/1 connection, `None` to pass everything through.
+    pub(crate) fn new(
+        io: T,
+        activity: Arc<Activity>,
+        limits: Option<(Duration, Duration)>,
+    ) -> Self {
+        let now = Instant::now();
+        Deadlines {
+            io,
+            activity,
+            limits,
+            begun_seen: 0,
+            head_since: None,
+            last_io: now,
+            timer: Box::pin(tokio::time::sleep_until(now)),
+            armed: now,
+        }
+    }
+}
+
+impl<T: AsyncRead> AsyncRead for Deadlines<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.project();
+        let Some((header_timeout, idle_timeout)) = *this.limits else {
+            return this.io.poll_read(cx, buf);
+        };
+        // Headers that reached the handler end the header clock.
+        let begun = this.activity.begun.load(Ordering::Acquire);
+        if begun != *this.begun_seen {
+            *this.begun_seen = begun;
+            *this.head_since = None;
+        }
+        let answering = || this.activity.answering.load(Ordering::Acquire) > 0;
+        let before = buf.filled().len();
+        match this.io.poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before {
+                    let now = Instant::now();
+                    *this.last_io = now;
+                    // Bytes while nothing is being answered start a request
+                    // (bytes during an answer are its body, or a pipelined
+                    // request hyper parses as soon as the answer is out).
+                    if !answering() && this.head_since.is_none() {
+                        *this.head_since = Some(now);
+                    }
+                }
+                return Poll::Ready(Ok(()));
+            }
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => {}
+        }
+        // A slow handler is not the client's fault: no deadline while
+        // answering (the handler has its own limits). The waker is stored
+        // before looking, so an answer that ends meanwhile still wakes us.
+        *this
+            .activity
+            .reader
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
+        if answering() {
+            return Poll::Pending;
+        }
+        let deadline = match *this.head_since {
+            Some(since) => since + header_timeout,
+            None => *this.last_io + idle_timeout,
+        };
+        if *this.armed != deadline {
+            this.timer.as_mut().reset(deadline);
+            *this.armed = deadline;
+        }
+        if this.timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        match this.head_since {
+            Some(_) => {
+                tracing::debug!(?header_timeout, "request headers stalled; closing");
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("request headers not received within {header_timeout:?}"),
+                )))
+            }
+            // End of stream: hyper closes an idle connection quietly.
+            None => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+impl<T: AsyncWrite> AsyncWrite for Deadlines<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.project();
+        let written = this.io.poll_write(cx, data);
+        if let Poll::Ready(Ok(n)) = written
+            && n > 0
+        {
+            *this.last_io = Instant::now();
+        }
+        written
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.project();
+        let written = this.io.poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = written
+            && n > 0
+        {
+            *this.last_io = Instant::now();
+        }
+        written
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().io.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().io.poll_shutdown(cx)
+    }
+}
+
+pin_project! {
+    /// A response body that keeps its request counted as being answered
+    /// until hyper has sent (or dropped) it.
+    pub(crate) struct Tracked<B> {
+        #[pin]
+        body: B,
+        answering: Answering,
+    }
+}
+
+impl<B> Tracked<B> {
+    pub(crate) fn new(body: B, answering: Answering) -> Self {
+        Tracked { body, answering }
+    }
+}
+
+impl<B: http_body::Body> http_body::Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        self.project().body.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}

@@ -1,0 +1,177 @@
+//! The listener's deadlines over real sockets: headers are timed from their
+//! first byte, an idle kept-alive connection lives for the idle timeout, and
+//! a client reusing its pooled connection never loses a request to a close.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use wasmswap_server::{ServerLimits, serve};
+
+/// Serves "ok" (after `?sleep=MS` milliseconds) until the test ends.
+async fn server(header: Duration, idle: Duration) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handler = |req: http::Request<wasmswap_server::Incoming>, _peer| async move {
+        if let Some(ms) = req.uri().query().and_then(|q| q.strip_prefix("sleep=")) {
+            tokio::time::sleep(Duration::from_millis(ms.parse().unwrap())).await;
+        }
+        http::Response::new(String::from("ok"))
+    };
+    let limits = ServerLimits {
+        header_read_timeout: header,
+        idle_timeout: idle,
+        ..ServerLimits::default()
+    };
+    tokio::spawn(serve(listener, handler, limits, std::future::pending()));
+    addr
+}
+
+const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+
+/// Reads one whole response (the handler's is 2 bytes long).
+async fn response(s: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !got.ends_with(b"\r\n\r\nok") {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("an answer")
+            .unwrap();
+        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8(got).unwrap()
+}
+
+/// How long until the server closes `s` (read returns 0 or an error).
+async fn closed_after(s: &mut TcpStream) -> Duration {
+    let started = Instant::now();
+    let mut buf = [0u8; 256];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .expect("the server closes the connection")
+        {
+            Ok(0) | Err(_) => return started.elapsed(),
+            Ok(_) => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_kept_alive_connection_outlives_the_header_timeout() {
+    let addr = server(Duration::from_millis(200), Duration::from_secs(10)).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(GET).await.unwrap();
+    let first = response(&mut s).await;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    assert!(
+        first
+            .to_ascii_lowercase()
+            .contains("keep-alive: timeout=10"),
+        "{first}"
+    );
+    // Idle for three header timeouts: hyper's own header timeout would have
+    // closed the connection by now.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    s.write_all(GET).await.unwrap();
+    assert!(response(&mut s).await.starts_with("HTTP/1.1 200"));
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_after_the_idle_timeout() {
+    let addr = server(Duration::from_secs(10), Duration::from_millis(300)).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(GET).await.unwrap();
+    response(&mut s).await;
+    let idle = closed_after(&mut s).await;
+    assert!(
+        idle >= Duration::from_millis(250) && idle < Duration::from_secs(3),
+        "{idle:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_stalled_second_request_is_cut_off_at_the_header_timeout() {
+    let addr = server(Duration::from_millis(300), Duration::from_secs(30)).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(GET).await.unwrap();
+    response(&mut s).await;
+    // Half a request line, then nothing: the header clock runs from here.
+    s.write_all(b"GET / HT").await.unwrap();
+    let stalled = closed_after(&mut s).await;
+    assert!(
+        stalled >= Duration::from_millis(250) && stalled < Duration::from_secs(3),
+        "{stalled:?}"
+    );
+    // A client that trickles its headers a byte at a time is cut off too.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let trickle = async {
+        for b in b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " {
+            s.write_all(&[*b]).await?;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        std::io::Result::Ok(())
+    };
+    let started = Instant::now();
+    let _ = trickle.await;
+    let total = started.elapsed() + closed_after(&mut s).await;
+    assert!(total < Duration::from_secs(3), "{total:?}");
+}
+
+#[tokio::test]
+async fn a_slow_answer_is_not_a_stalled_client() {
+    let addr = server(Duration::from_millis(200), Duration::from_millis(300)).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /?sleep=800 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(response(&mut s).await.starts_with("HTTP/1.1 200"));
+    // And the idle clock starts after the answer, not at the request.
+    s.write_all(GET).await.unwrap();
+    assert!(response(&mut s).await.starts_with("HTTP/1.1 200"));
+}
+
+/// The failure this guards against: a pooled client sends on a kept-alive
+/// connection at the moment the server closes it for idleness, and the
+/// request fails. With the header timeout also closing idle connections
+/// (hyper's behaviour), requests spaced about one header timeout apart hit
+/// that moment; with a separate, longer idle timeout none does.
+#[tokio::test]
+async fn requests_spaced_around_the_header_timeout_all_succeed() {
+    let header = Duration::from_millis(100);
+    let addr = server(header, Duration::from_secs(30)).await;
+    let http = reqwest::Client::new();
+    let mut failed = Vec::new();
+    for i in 0..40u64 {
+        // 90 ms to 110 ms apart, straddling the header timeout.
+        tokio::time::sleep(Duration::from_millis(90 + i % 21)).await;
+        if let Err(e) = http.get(format!("http://{addr}/")).send().await {
+            failed.push(format!("{e:?}"));
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} failed: {:?}",
+        failed.len(),
+        failed.first()
+    );
+}
+
+#[tokio::test]
+async fn http2_connections_are_kept_across_the_header_timeout() {
+    let addr = server(Duration::from_millis(100), Duration::from_millis(100)).await;
+    let http = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        let r = http.get(format!("http://{addr}/")).send().await.unwrap();
+        assert_eq!(r.version(), http::Version::HTTP_2);
+        assert!(r.headers().get("keep-alive").is_none());
+        assert_eq!(r.text().await.unwrap(), "ok");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
