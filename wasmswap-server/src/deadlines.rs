@@ -49,6 +49,15 @@ impl Activity {
 #[derive(Debug)]
 pub(crate) struct Answering(Arc<Activity>);
 
+impl Answering {
+    /// The connection was upgraded (a `101 Switching Protocols` answer): its
+    /// bytes now belong to the handler's protocol, not to HTTP requests, so
+    /// it stays "answering" — no header or idle deadline — for good.
+    pub(crate) fn hand_over(self) {
+        std::mem::forget(self);
+    }
+}
+
 impl Drop for Answering {
     fn drop(&mut self) {
         if self.0.answering.fetch_sub(1, Ordering::AcqRel) == 1 {
@@ -227,13 +236,24 @@ pin_project! {
     pub(crate) struct Tracked<B> {
         #[pin]
         body: B,
-        answering: Answering,
+        answering: Option<Answering>,
     }
 }
 
 impl<B> Tracked<B> {
     pub(crate) fn new(body: B, answering: Answering) -> Self {
-        Tracked { body, answering }
+        Tracked {
+            body,
+            answering: Some(answering),
+        }
+    }
+
+    /// A body that tracks nothing (the answer that upgrades a connection).
+    pub(crate) fn untracked(body: B) -> Self {
+        Tracked {
+            body,
+            answering: None,
+        }
     }
 }
 

@@ -126,6 +126,10 @@ pub async fn serve<H, Fut, B>(
                         let keep_alive = keep_alive.clone().filter(|_| http1);
                         async move {
                             let mut resp = handler(req, peer).await;
+                            if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                                answering.hand_over();
+                                return Ok::<_, Infallible>(resp.map(Tracked::untracked));
+                            }
                             if let Some(v) = keep_alive {
                                 resp.headers_mut().entry(http::header::HeaderName::from_static("keep-alive")).or_insert(v);
                             }

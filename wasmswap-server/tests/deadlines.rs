@@ -13,7 +13,24 @@ use wasmswap_server::{ServerLimits, serve};
 async fn server(header: Duration, idle: Duration) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let handler = |req: http::Request<wasmswap_server::Incoming>, _peer| async move {
+    let handler = |mut req: http::Request<wasmswap_server::Incoming>, _peer| async move {
+        if req.headers().get("upgrade").is_some_and(|v| v == "echo") {
+            // An upgraded connection echoes what it gets.
+            let upgrade = hyper::upgrade::on(&mut req);
+            tokio::spawn(async move {
+                let mut io = hyper_util::rt::TokioIo::new(upgrade.await.unwrap());
+                let mut buf = [0u8; 64];
+                while let Ok(n @ 1..) = io.read(&mut buf).await {
+                    io.write_all(&buf[..n]).await.unwrap();
+                }
+            });
+            return http::Response::builder()
+                .status(101)
+                .header("connection", "upgrade")
+                .header("upgrade", "echo")
+                .body(String::new())
+                .unwrap();
+        }
         if let Some(ms) = req.uri().query().and_then(|q| q.strip_prefix("sleep=")) {
             tokio::time::sleep(Duration::from_millis(ms.parse().unwrap())).await;
         }
@@ -174,4 +191,28 @@ async fn http2_connections_are_kept_across_the_header_timeout() {
         assert_eq!(r.text().await.unwrap(), "ok");
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+}
+
+#[tokio::test]
+async fn an_upgraded_connection_has_no_http_deadlines() {
+    let addr = server(Duration::from_millis(200), Duration::from_millis(300)).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut byte).await.unwrap(), 1, "{head:?}");
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{head:?}");
+    // Quiet past both the header and the idle timeout, then half a
+    // "request": neither deadline applies to the upgraded protocol.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    s.write_all(b"GET / HT").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut echoed = [0u8; 8];
+    s.read_exact(&mut echoed).await.unwrap();
+    assert_eq!(&echoed, b"GET / HT");
 }
