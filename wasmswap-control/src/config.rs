@@ -82,7 +82,7 @@ pub struct ControlConfig {
     pub header_read_timeout_ms: Option<u64>,
     /// Milliseconds a kept-alive connection may sit idle between requests
     /// before it is closed; keep it above clients' pool idle timeouts
-    /// (90 s for reqwest). By default 120000.
+    /// (90 s for reqwest). By default 120000; 1000 to 86400000.
     pub idle_timeout_ms: Option<u64>,
     /// Storage.
     #[serde(default)]

@@ -50,7 +50,12 @@ pub async fn build_state(config: &ControlConfig, clock: Clock) -> anyhow::Result
         header_read_timeout: Duration::from_millis(
             config.header_read_timeout_ms.unwrap_or(10_000).max(1),
         ),
-        idle_timeout: Duration::from_millis(config.idle_timeout_ms.unwrap_or(120_000).max(1)),
+        idle_timeout: Duration::from_millis(
+            config
+                .idle_timeout_ms
+                .unwrap_or(120_000)
+                .clamp(1_000, 86_400_000),
+        ),
     };
     Ok(AppState::new(store, auth, node_token, settings)?)
 }

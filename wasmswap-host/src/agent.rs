@@ -6,9 +6,9 @@ use std::time::Duration;
 use tracing::Instrument as _;
 
 use http::{HeaderValue, Method, StatusCode, header};
-use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
+use wasmswap_server::Incoming;
 
 use crate::body::{ApiError, Response, full, json};
 use crate::node::{HealthSpec, Node, RouteSpec, VersionSpec};

@@ -154,7 +154,7 @@ impl From<wasmswap_core::Error> for ApiError {
 /// Reads a request body of at most `max` bytes within [`BODY_READ_TIMEOUT`];
 /// `what` names it in errors ("the arguments", "the body").
 pub async fn read_body(
-    body: hyper::body::Incoming,
+    body: wasmswap_server::Incoming,
     max: usize,
     what: &str,
 ) -> Result<Bytes, ApiError> {

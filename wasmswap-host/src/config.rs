@@ -291,7 +291,13 @@ impl HostConfig {
             services,
             log_format,
             header_read_timeout: ms(file.header_read_timeout_ms, d.header_read_timeout),
-            idle_timeout: ms(file.idle_timeout_ms, d.idle_timeout),
+            idle_timeout: match file.idle_timeout_ms {
+                None => d.idle_timeout,
+                Some(ms @ 1_000..=86_400_000) => Duration::from_millis(ms),
+                Some(ms) => bail!(
+                    "idle_timeout_ms = {ms}: use 1000 to 86400000 (a second to a day; above clients' pool idle timeouts, 90 s for reqwest)"
+                ),
+            },
             shutdown_grace: ms(file.shutdown_grace_ms, d.shutdown_grace),
             drain_timeout: ms(file.drain_timeout_ms, d.drain_timeout),
             epoch_tick: match file.epoch_tick_us {
@@ -361,6 +367,14 @@ mod tests {
         assert_eq!(c.low_priority_window, Duration::ZERO);
         let e = from_file("low_priority_window_ms = 3600001\n").unwrap_err();
         assert!(format!("{e:#}").contains("low_priority_window_ms = 3600001: use 0 to 3600000"));
+        assert_eq!(
+            from_file("").unwrap().idle_timeout,
+            Duration::from_secs(120)
+        );
+        let c = from_file("idle_timeout_ms = 300000\n").unwrap();
+        assert_eq!(c.idle_timeout, Duration::from_secs(300));
+        let e = from_file("idle_timeout_ms = 0\n").unwrap_err();
+        assert!(format!("{e:#}").contains("idle_timeout_ms = 0: use 1000 to 86400000"));
         let c = from_file("epoch_tick_us = 200\n").unwrap();
         assert_eq!(c.epoch_tick, Duration::from_micros(200));
         let e = from_file("epoch_tick_us = 20\n").unwrap_err();

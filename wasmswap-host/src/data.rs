@@ -7,7 +7,7 @@ use tracing::Instrument as _;
 use http::header::{COOKIE, HOST};
 use http::{HeaderName, HeaderValue, Method, StatusCode, Uri};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use wasmswap_server::Incoming;
 
 use crate::body::{ApiError, BoxError, Response, json};
 use crate::node::Node;

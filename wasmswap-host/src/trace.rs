@@ -1,9 +1,9 @@
 //! Request spans for the node's two listeners, continuing the caller's W3C
 //! trace context (`traceparent`), with OpenTelemetry's HTTP field names.
 
-use hyper::body::Incoming;
 use tracing::Span;
 use tracing::field::Empty;
+use wasmswap_server::Incoming;
 
 /// A server span for one request on the agent API: a child of the trace
 /// the caller (the control plane) sent. Named by method and path: the

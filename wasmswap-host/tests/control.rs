@@ -30,7 +30,7 @@ impl Recorder {
     async fn serve(&self, listener: TcpListener, stop: tokio::sync::watch::Receiver<bool>) {
         let seen = self.seen.clone();
         let known: Arc<Mutex<Vec<String>>> = Arc::default();
-        let handler = move |req: http::Request<hyper::body::Incoming>, _peer| {
+        let handler = move |req: http::Request<wasmswap_server::Incoming>, _peer| {
             let (seen, known) = (seen.clone(), known.clone());
             async move {
                 use http_body_util::BodyExt;

@@ -33,7 +33,7 @@ impl Blobs {
         let blobs: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
         let (stop, mut rx) = tokio::sync::watch::channel(false);
         let served = blobs.clone();
-        let handler = move |req: http::Request<hyper::body::Incoming>, _peer| {
+        let handler = move |req: http::Request<wasmswap_server::Incoming>, _peer| {
             let served = served.clone();
             async move {
                 let key = req.uri().path().trim_start_matches("/blobs/").to_string();

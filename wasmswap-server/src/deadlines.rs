@@ -14,7 +14,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -29,6 +29,9 @@ use tokio::time::{Instant, Sleep};
 pub(crate) struct Activity {
     begun: AtomicU64,
     answering: AtomicUsize,
+    // Upgraded (101, or a tunnel after CONNECT): the bytes are the
+    // handler's protocol now, with no HTTP deadlines.
+    upgraded: AtomicBool,
     // The connection's task, woken when the last answer is out: hyper does
     // not read again by itself once idle, so the idle clock would not start.
     reader: Mutex<Option<Waker>>,
@@ -36,8 +39,9 @@ pub(crate) struct Activity {
 
 impl Activity {
     /// A request's headers were read and its handler starts; the returned
-    /// guard marks the answer finished when dropped (with the response body,
-    /// so a streamed answer counts until its last byte).
+    /// guard marks the answer finished when dropped. Its clones go with the
+    /// request body and the response body, so an upload read after the
+    /// response and a streamed response both count until their last byte.
     pub(crate) fn begin(self: &Arc<Self>) -> Answering {
         self.answering.fetch_add(1, Ordering::AcqRel);
         self.begun.fetch_add(1, Ordering::AcqRel);
@@ -50,11 +54,19 @@ impl Activity {
 pub(crate) struct Answering(Arc<Activity>);
 
 impl Answering {
-    /// The connection was upgraded (a `101 Switching Protocols` answer): its
-    /// bytes now belong to the handler's protocol, not to HTTP requests, so
-    /// it stays "answering" — no header or idle deadline — for good.
+    /// The connection was upgraded (a `101 Switching Protocols` answer, or a
+    /// tunnel after `CONNECT`): its bytes now belong to the handler's
+    /// protocol, not to HTTP requests, so no header or idle deadline applies
+    /// to it any more.
     pub(crate) fn hand_over(self) {
-        std::mem::forget(self);
+        self.0.upgraded.store(true, Ordering::Release);
+    }
+}
+
+impl Clone for Answering {
+    fn clone(&self) -> Self {
+        self.0.answering.fetch_add(1, Ordering::AcqRel);
+        Answering(self.0.clone())
     }
 }
 
@@ -125,6 +137,9 @@ impl<T: AsyncRead> AsyncRead for Deadlines<T> {
         let Some((header_timeout, idle_timeout)) = *this.limits else {
             return this.io.poll_read(cx, buf);
         };
+        if this.activity.upgraded.load(Ordering::Acquire) {
+            return this.io.poll_read(cx, buf);
+        }
         // Headers that reached the handler end the header clock.
         let begun = this.activity.begun.load(Ordering::Acquire);
         if begun != *this.begun_seen {
@@ -161,9 +176,13 @@ impl<T: AsyncRead> AsyncRead for Deadlines<T> {
         if answering() {
             return Poll::Pending;
         }
+        // A timeout too long to add (configured in years) is no deadline.
         let deadline = match *this.head_since {
-            Some(since) => since + header_timeout,
-            None => *this.last_io + idle_timeout,
+            Some(since) => since.checked_add(header_timeout),
+            None => this.last_io.checked_add(idle_timeout),
+        };
+        let Some(deadline) = deadline else {
+            return Poll::Pending;
         };
         if *this.armed != deadline {
             this.timer.as_mut().reset(deadline);
@@ -231,16 +250,28 @@ impl<T: AsyncWrite> AsyncWrite for Deadlines<T> {
 }
 
 pin_project! {
-    /// A response body that keeps its request counted as being answered
-    /// until hyper has sent (or dropped) it.
-    pub(crate) struct Tracked<B> {
+    /// A body that keeps its request counted as being answered until it
+    /// has ended or been dropped: the response body (until hyper has sent
+    /// it), and the request body (until the handler has read it). While a
+    /// request is being answered its connection has no header or idle
+    /// deadline: bytes then are the request's body, not a stalled request.
+    pub struct Tracked<B> {
         #[pin]
         body: B,
         answering: Option<Answering>,
     }
 }
 
+impl<B: http_body::Body> Tracked<B> {
+    /// A request body, counted until its end (at once if it has none).
+    pub(crate) fn request(body: B, answering: &Answering) -> Self {
+        let answering = (!body.is_end_stream()).then(|| answering.clone());
+        Tracked { body, answering }
+    }
+}
+
 impl<B> Tracked<B> {
+    /// A response body, counted until hyper has sent or dropped it.
     pub(crate) fn new(body: B, answering: Answering) -> Self {
         Tracked {
             body,
@@ -257,6 +288,12 @@ impl<B> Tracked<B> {
     }
 }
 
+impl<B: std::fmt::Debug> std::fmt::Debug for Tracked<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.body.fmt(f)
+    }
+}
+
 impl<B: http_body::Body> http_body::Body for Tracked<B> {
     type Data = B::Data;
     type Error = B::Error;
@@ -265,7 +302,13 @@ impl<B: http_body::Body> http_body::Body for Tracked<B> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        self.project().body.poll_frame(cx)
+        let this = self.project();
+        let frame = this.body.poll_frame(cx);
+        if matches!(frame, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
+            // Ended: the rest of the exchange no longer waits on it.
+            this.answering.take();
+        }
+        frame
     }
 
     fn is_end_stream(&self) -> bool {

@@ -9,7 +9,7 @@
 //! # async fn run() -> std::io::Result<()> {
 //! use wasmswap_server::{serve, ServerLimits};
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-//! let handler = |_req: http::Request<hyper::body::Incoming>, _peer| async {
+//! let handler = |_req: http::Request<wasmswap_server::Incoming>, _peer| async {
 //!     http::Response::new(String::from("hello"))
 //! };
 //! serve(listener, handler, ServerLimits::default(), std::future::pending()).await;
@@ -22,7 +22,11 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-pub use hyper::body::Incoming;
+pub use deadlines::Tracked;
+
+/// A request's body as handlers get it: hyper's, counted as part of its
+/// exchange until read to the end or dropped (see [`ServerLimits`]).
+pub type Incoming = Tracked<hyper::body::Incoming>;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -30,7 +34,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 
 mod deadlines;
-use deadlines::{Activity, Deadlines, Tracked};
+use deadlines::{Activity, Deadlines};
 
 /// Connection settings of a listener.
 #[derive(Debug, Clone, Copy)]
@@ -42,8 +46,11 @@ pub struct ServerLimits {
     /// An HTTP/1 connection idle this long between requests is closed. Keep
     /// it above clients' pool idle timeouts (reqwest's and hyper's are 90 s):
     /// a client that sends a request on a kept-alive connection just as the
-    /// server closes it sees that request fail. Responses say it in a
-    /// `Keep-Alive: timeout=` header for clients that read it.
+    /// server closes it sees that request fail. HTTP/1.1 responses carry a
+    /// `Keep-Alive: timeout=` of nine tenths of it, for clients that read
+    /// it to close first. Neither deadline applies while a request is being
+    /// answered (its body read or its response sent), nor to an upgraded
+    /// connection or a tunnel.
     pub idle_timeout: Duration,
     /// After a stop signal, how long in-flight requests may take to finish.
     pub shutdown_grace: Duration,
@@ -112,26 +119,39 @@ pub async fn serve<H, Fut, B>(
                 let _ = stream.set_nodelay(true);
                 let handler = handler.clone();
                 let activity = std::sync::Arc::new(Activity::default());
-                let keep_alive = http::HeaderValue::from_str(&format!(
-                    "timeout={}",
-                    limits.idle_timeout.as_secs()
-                ))
-                .ok();
+                // Told a little short of the real timeout: a client that
+                // obeys counts from when it read the answer, after our last
+                // write, and must not reuse the connection as we close it.
+                let advertised = (limits.idle_timeout * 9 / 10).as_secs();
+                let keep_alive = (advertised > 0)
+                    .then(|| http::HeaderValue::from_str(&format!("timeout={advertised}")).ok())
+                    .flatten();
                 let svc = {
                     let activity = activity.clone();
-                    service_fn(move |req: http::Request<Incoming>| {
+                    service_fn(move |req: http::Request<hyper::body::Incoming>| {
                         let handler = handler.clone();
                         let answering = activity.begin();
-                        let http1 = req.version() < http::Version::HTTP_2;
-                        let keep_alive = keep_alive.clone().filter(|_| http1);
+                        let req = req.map(|b| Tracked::request(b, &answering));
+                        let tunnel = req.method() == http::Method::CONNECT;
+                        let keep_alive = keep_alive
+                            .clone()
+                            .filter(|_| req.version() == http::Version::HTTP_11);
                         async move {
                             let mut resp = handler(req, peer).await;
-                            if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                            let status = resp.status();
+                            if status == http::StatusCode::SWITCHING_PROTOCOLS
+                                || (tunnel && status.is_success())
+                            {
                                 answering.hand_over();
                                 return Ok::<_, Infallible>(resp.map(Tracked::untracked));
                             }
-                            if let Some(v) = keep_alive {
-                                resp.headers_mut().entry(http::header::HeaderName::from_static("keep-alive")).or_insert(v);
+                            let closes = resp
+                                .headers()
+                                .get(http::header::CONNECTION)
+                                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+                            if let Some(v) = keep_alive.filter(|_| !closes) {
+                                // Ours, not one a handler passed on from upstream.
+                                resp.headers_mut().insert(KEEP_ALIVE, v);
                             }
                             Ok::<_, Infallible>(resp.map(|b| Tracked::new(b, answering)))
                         }
@@ -167,6 +187,10 @@ pub async fn serve<H, Fut, B>(
         }
     }
 }
+
+/// `Keep-Alive: timeout=N` tells HTTP/1.1 clients that read it when an idle
+/// connection will be closed.
+const KEEP_ALIVE: http::HeaderName = http::HeaderName::from_static("keep-alive");
 
 /// The HTTP/2 client preface; a connection that has sent a prefix of it has
 /// not yet told HTTP/2 from HTTP/1.
