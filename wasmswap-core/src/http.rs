@@ -85,6 +85,9 @@ pub(crate) struct Placement {
     pub runtime: crate::Runtime,
     pub penalized: bool,
     pub clock: Arc<crate::store::ClockShared>,
+    /// The version, leased again for a guest given up on while on the lane
+    /// (see [`crate::lane::Lane::run`]).
+    pub version: crate::Version,
 }
 
 /// Whether the component exports the wasi-http handler.
@@ -164,11 +167,12 @@ where
             runtime,
             penalized,
             clock,
+            version,
         } = placement;
         match runtime.lane() {
             Some(lane) => {
                 let deadline = tokio::time::Instant::now() + backstop + crate::version::LANE_GRACE;
-                lane.run(penalized, &clock, deadline, guest)
+                lane.run(penalized, &clock, deadline, guest, move || version.lease())
                     .await
                     .unwrap_or((Err(Error::Timeout(timeout)), 0))
             }

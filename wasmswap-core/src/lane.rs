@@ -91,20 +91,25 @@ impl Lane {
     /// room the call runs here. `None` if the call, on the lane, has not
     /// ended by `deadline` (its threads get no CPU while every core is
     /// busy, and a call's own timeout needs them to run): it is dropped,
-    /// and its instance with it as soon as the lane runs again.
+    /// and its instance with it as soon as the lane runs again. A call given
+    /// up on (that deadline, or the caller dropped) while still on the lane
+    /// is handed a `hold()`, dropped only after the call and its instance
+    /// are: a version lease, so that a drain waits for the instance.
     ///
     /// The call must be `Unpin` — boxed — so that it can move half-run: its
     /// state stays put on the heap and only the box changes hands.
-    pub(crate) async fn run<F>(
+    pub(crate) async fn run<F, H>(
         &self,
         start_there: bool,
         clock: &ClockShared,
         deadline: tokio::time::Instant,
         mut call: F,
+        hold: impl FnOnce() -> H + Send + 'static,
     ) -> Option<F::Output>
     where
         F: Future + Send + Unpin + 'static,
         F::Output: Send + 'static,
+        H: Send + 'static,
     {
         let mut lane = if start_there { self.least_busy() } else { None };
         if lane.is_none() {
@@ -132,11 +137,18 @@ impl Lane {
         clock.on_lane.store(true, Ordering::Relaxed);
         let placed = Placed(lane.calls.clone());
         placed.0.fetch_add(1, Ordering::Relaxed);
-        let mut task = Abort(lane.handle.spawn(async move {
-            let _placed = placed;
-            call.await
-        }));
-        match tokio::time::timeout_at(deadline, &mut task.0).await {
+        let handover = Arc::new(Handover::default());
+        let running = Running {
+            call: Some(call),
+            handover: handover.clone(),
+            _placed: placed,
+        };
+        let mut task = Abort {
+            task: lane.handle.spawn(running),
+            handover,
+            hold: Some(Box::new(hold)),
+        };
+        match tokio::time::timeout_at(deadline, &mut task.task).await {
             Ok(Ok(out)) => Some(out),
             Ok(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             // Cancelled (only the lane's shutdown does that) or late.
@@ -194,13 +206,80 @@ impl Drop for Placed {
     }
 }
 
-/// Cancels the call on the lane when the caller stops waiting for it (the
-/// client hung up), as dropping the call's future does where it runs here.
-struct Abort<T>(tokio::task::JoinHandle<T>);
+/// What a call on the lane and its caller share: whether the call is over
+/// (its instance dropped), and what the caller left to be dropped after it.
+struct Handover<H> {
+    state: parking_lot::Mutex<(bool, Option<H>)>,
+}
 
-impl<T> Drop for Abort<T> {
+impl<H> Default for Handover<H> {
+    fn default() -> Self {
+        Self {
+            state: parking_lot::Mutex::new((false, None)),
+        }
+    }
+}
+
+/// A call on the lane. Its state (store, instance) is dropped the moment
+/// it ends or is cancelled, and only then whatever its caller handed over.
+struct Running<F, H> {
+    call: Option<F>,
+    handover: Arc<Handover<H>>,
+    _placed: Placed,
+}
+
+impl<F: Future + Unpin, H> Future for Running<F, H> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<F::Output> {
+        let Some(call) = self.call.as_mut() else {
+            // Polled after its end: tokio never does.
+            return Poll::Pending;
+        };
+        let out = std::task::ready!(Pin::new(call).poll(cx));
+        self.finish();
+        Poll::Ready(out)
+    }
+}
+
+impl<F, H> Running<F, H> {
+    fn finish(&mut self) {
+        // The call's state first, then the caller's hold.
+        drop(self.call.take());
+        let held = {
+            let mut state = self.handover.state.lock();
+            state.0 = true;
+            state.1.take()
+        };
+        drop(held);
+    }
+}
+
+impl<F, H> Drop for Running<F, H> {
     fn drop(&mut self) {
-        self.0.abort();
+        self.finish();
+    }
+}
+
+/// Cancels the call on the lane when the caller stops waiting for it (the
+/// client hung up, or the deadline passed), as dropping the call's future
+/// does where it runs here; and, if the call is not over yet, hands it the
+/// hold to keep until it is.
+struct Abort<T, H> {
+    task: tokio::task::JoinHandle<T>,
+    handover: Arc<Handover<H>>,
+    hold: Option<Box<dyn FnOnce() -> H + Send>>,
+}
+
+impl<T, H> Drop for Abort<T, H> {
+    fn drop(&mut self) {
+        self.task.abort();
+        let mut state = self.handover.state.lock();
+        if !state.0
+            && let Some(hold) = self.hold.take()
+        {
+            state.1 = Some(hold());
+        }
     }
 }
 

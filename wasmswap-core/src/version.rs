@@ -309,8 +309,13 @@ impl Version {
         let limits = &self.inner.limits;
         // A little past the call's own backstop, which normally answers.
         let deadline = started + limits.backstop() + LANE_GRACE;
+        // A call given up on while on the lane keeps this version in flight
+        // until its instance is gone, so a drain waits for it.
+        let this = self.clone();
         match lane
-            .run(self.penalized(), &clock, deadline.into(), run)
+            .run(self.penalized(), &clock, deadline.into(), run, move || {
+                this.lease()
+            })
             .await
         {
             Some(outcome) => outcome,
@@ -629,6 +634,7 @@ impl Version {
             runtime: self.inner.runtime.clone(),
             penalized: self.penalized(),
             clock: shared.clone(),
+            version: self.clone(),
         };
         let (response, task) = crate::http::handle(proxy, store, request, limits.clone(), lane)
             .instrument(span)
