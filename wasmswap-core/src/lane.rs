@@ -25,6 +25,10 @@ use std::task::Poll;
 
 use crate::store::ClockShared;
 
+/// How long a caller whose deadline passed just as its call ended on the
+/// lane waits for that call's answer.
+const LATE_ANSWER: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// Calls a lane thread holds at most. A call waiting there for CPU holds
 /// its instance's pool slot and memory, and on a node whose cores are all
 /// busy it may wait long: past this many, calls stay on their callers'
@@ -148,7 +152,18 @@ impl Lane {
             handover,
             hold: Some(Box::new(hold)),
         };
-        match tokio::time::timeout_at(deadline, &mut task.task).await {
+        let late = match tokio::time::timeout_at(deadline, &mut task.task).await {
+            Ok(Ok(out)) => return Some(out),
+            Ok(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Ok(Err(_)) => return None,
+            Err(_) => task.handover.state.lock().0,
+        };
+        // The call ended just as the deadline passed: its answer is on its
+        // way (unless the lane thread lost the core right there), take it.
+        if !late {
+            return None;
+        }
+        match tokio::time::timeout(LATE_ANSWER, &mut task.task).await {
             Ok(Ok(out)) => Some(out),
             Ok(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             // Cancelled (only the lane's shutdown does that) or late.

@@ -39,6 +39,9 @@ pub(crate) struct ClockShared {
     pub(crate) heavy: AtomicBool,
     /// Set when the call is handed to the low-priority lane.
     pub(crate) on_lane: AtomicBool,
+    /// Set when the call is counted: a call on the lane can end just as its
+    /// caller gives up on it and counts a timeout, and must count once.
+    pub(crate) recorded: AtomicBool,
     /// The CPU time of the thread the guest resumed on, when it resumed,
     /// in nanoseconds, and that thread's [`thread_cpu`] id (0: none yet).
     resumed_cpu: AtomicU64,

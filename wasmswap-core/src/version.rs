@@ -531,6 +531,10 @@ impl Version {
         clock: Option<&ClockShared>,
     ) -> Result<R> {
         let latency = started.elapsed();
+        if clock.is_some_and(|c| c.recorded.swap(true, Ordering::AcqRel)) {
+            // Counted already: the lane finished it as its caller gave up.
+            return outcome.map(|(value, _)| value);
+        }
         let heavy = clock.is_some_and(|c| c.heavy.load(Ordering::Relaxed));
         if clock.is_some_and(|c| c.on_lane.load(Ordering::Relaxed)) {
             self.inner.counters.record_low_priority();
@@ -780,4 +784,36 @@ fn check_core_args(ty: &wasmtime::FuncType, args: &[wasmtime::Val]) -> Result<()
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A call on the lane that ends as its caller gives up is recorded by
+    /// both (the lane's run, then the caller's timeout): it counts once.
+    #[test]
+    fn a_call_is_counted_once() {
+        let rt = crate::RuntimeConfig::new().build().unwrap();
+        let wasm = wat::parse_str(r#"(module (func (export "f")))"#).unwrap();
+        let artifact = rt.load(&wasm).unwrap();
+        let v = Version::new(&rt, &artifact, "t", Limits::default(), Capabilities::none()).unwrap();
+        let clock = ClockShared::default();
+        let started = Instant::now();
+        let done = ((), CallStats { fuel: 0, memory: 0 });
+        v.record(started, Ok(done), Some(&clock)).unwrap();
+        let late = v.record::<()>(
+            started,
+            Err(Error::Timeout(Duration::from_secs(1))),
+            Some(&clock),
+        );
+        assert!(matches!(late, Err(Error::Timeout(_))), "{late:?}");
+        let counted = v.counters();
+        assert_eq!((counted.calls, counted.errors), (1, 0));
+        // Another call's clock counts on its own.
+        let other = ClockShared::default();
+        let done = ((), CallStats { fuel: 0, memory: 0 });
+        v.record(started, Ok(done), Some(&other)).unwrap();
+        assert_eq!(v.counters().calls, 2);
+    }
 }
