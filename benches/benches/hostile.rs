@@ -138,7 +138,9 @@ async fn attacker(
         ("cpu_hog", json!([1_000_000])),
     ];
     // `HOSTILE_ATTACKS=infinite_loop,cpu_hog` narrows the mix.
-    let only = std::env::var("HOSTILE_ATTACKS").ok();
+    let only = std::env::var("HOSTILE_ATTACKS")
+        .ok()
+        .filter(|o| !o.is_empty());
     let attacks: Vec<_> = attacks
         .into_iter()
         .filter(|(f, _)| {
@@ -146,6 +148,10 @@ async fn attacker(
                 .is_none_or(|o| o.split(',').any(|x| x == *f))
         })
         .collect();
+    assert!(
+        !attacks.is_empty(),
+        "HOSTILE_ATTACKS={only:?}: use a comma-separated list of infinite_loop, memory_bomb, deep_recursion, cpu_hog"
+    );
     let mut i = 0;
     while !stop.load(Ordering::Relaxed) {
         let (func, args) = &attacks[i % attacks.len()];
