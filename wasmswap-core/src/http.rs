@@ -85,9 +85,11 @@ pub(crate) struct Placement {
     pub runtime: crate::Runtime,
     pub penalized: bool,
     pub clock: Arc<crate::store::ClockShared>,
-    /// The version, leased again for a guest given up on while on the lane
-    /// (see [`crate::lane::Lane::run`]).
-    pub version: crate::Version,
+    /// The request's lease on its version, held by the guest task until the
+    /// guest is done — past an early answer or a client that hung up — and
+    /// leased again for a guest given up on while on the lane (see
+    /// [`crate::lane::Lane::run`]).
+    pub lease: crate::version::Lease,
 }
 
 /// Whether the component exports the wasi-http handler.
@@ -167,16 +169,24 @@ where
             runtime,
             penalized,
             clock,
-            version,
+            lease,
         } = placement;
+        let version = lease.version().clone();
         match runtime.lane() {
             Some(lane) => {
                 let deadline = tokio::time::Instant::now() + backstop + crate::version::LANE_GRACE;
-                lane.run(penalized, &clock, deadline, guest, move || version.lease())
+                let out = lane
+                    .run(penalized, &clock, deadline, guest, move || version.lease())
                     .await
-                    .unwrap_or((Err(Error::Timeout(timeout)), 0))
+                    .unwrap_or((Err(Error::Timeout(timeout)), 0));
+                drop(lease);
+                out
             }
-            None => guest.await,
+            None => {
+                let out = guest.await;
+                drop(lease);
+                out
+            }
         }
     });
     let response = match receiver.await {

@@ -156,7 +156,9 @@ impl Lane {
             Ok(Ok(out)) => return Some(out),
             Ok(Err(e)) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             Ok(Err(_)) => return None,
-            Err(_) => task.handover.state.lock().0,
+            // Ended, or at least counted (the lane records a call just
+            // before it ends).
+            Err(_) => task.handover.state.lock().0 || clock.recorded.load(Ordering::Acquire),
         };
         // The call ended just as the deadline passed: its answer is on its
         // way (unless the lane thread lost the core right there), take it.

@@ -638,7 +638,7 @@ impl Version {
             runtime: self.inner.runtime.clone(),
             penalized: self.penalized(),
             clock: shared.clone(),
-            version: self.clone(),
+            lease,
         };
         let (response, task) = crate::http::handle(proxy, store, request, limits.clone(), lane)
             .instrument(span)
@@ -653,7 +653,6 @@ impl Version {
                         Err(e) => Err(Error::Internal(format!("guest task: {e}"))),
                     };
                     let _ = this.record(started, outcome, Some(&shared));
-                    drop(lease);
                 });
                 Ok(resp)
             }

@@ -207,7 +207,13 @@ async fn time_in_host_calls_does_not_make_a_call_heavy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_on_the_lane_stops_when_its_caller_stops_waiting() {
     // One pool slot: while the abandoned call runs, nothing else can.
-    let rt = lane().max_instances(1).build().unwrap();
+    // A long window: on a loaded machine the lane may be slow to drop a
+    // call, and the rounds must still start penalized.
+    let rt = lane()
+        .max_instances(1)
+        .low_priority_window(Duration::from_secs(120))
+        .build()
+        .unwrap();
     let limits = Limits {
         timeout_ms: 20_000,
         max_cpu_percent: 100,
@@ -218,7 +224,7 @@ async fn a_call_on_the_lane_stops_when_its_caller_stops_waiting() {
     // fast the lane drops one varies).
     for round in 0..5 {
         let gave_up = tokio::time::timeout(
-            Duration::from_millis(100),
+            Duration::from_millis(300),
             v.invoke_json("infinite_loop", &json!([])),
         )
         .await;
@@ -280,4 +286,25 @@ async fn a_heavy_http_handler_moves_to_the_lane() {
     let resp = v.handle(get("/health")).await.unwrap();
     assert_eq!(resp.status(), 200);
     resp.into_body().collect().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_wasi_http_guest_whose_client_left_stays_in_flight_until_done() {
+    let v = version_with(
+        test_programs::HTTP_HELLO_V1_COMPONENT,
+        Limits::default(),
+        Capabilities::none(),
+    );
+    // About 300 ms of computing before the guest sets its response head;
+    // the client hangs up after 20 ms.
+    let req = http::Request::get("http://localhost/spin?300000000")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let left = tokio::time::timeout(Duration::from_millis(20), v.handle(req)).await;
+    assert!(left.is_err(), "answered within 20 ms");
+    // The guest still runs, with its instance: a drain must wait for it.
+    assert_eq!(v.in_flight(), 1);
+    v.drained(Duration::from_secs(30))
+        .await
+        .expect("the guest ends");
 }
