@@ -171,10 +171,10 @@ where
             clock,
             lease,
         } = placement;
-        let version = lease.version().clone();
         match runtime.lane() {
             Some(lane) => {
                 let deadline = tokio::time::Instant::now() + backstop + crate::version::LANE_GRACE;
+                let version = lease.version().clone();
                 let out = lane
                     .run(penalized, &clock, deadline, guest, move || version.lease())
                     .await
