@@ -169,24 +169,19 @@ where
             runtime,
             penalized,
             clock,
+            // Held to the end of this task: until the guest is done,
+            // whichever way it ends.
             lease,
         } = placement;
         match runtime.lane() {
             Some(lane) => {
                 let deadline = tokio::time::Instant::now() + backstop + crate::version::LANE_GRACE;
                 let version = lease.version().clone();
-                let out = lane
-                    .run(penalized, &clock, deadline, guest, move || version.lease())
+                lane.run(penalized, &clock, deadline, guest, move || version.lease())
                     .await
-                    .unwrap_or((Err(Error::Timeout(timeout)), 0));
-                drop(lease);
-                out
+                    .unwrap_or((Err(Error::Timeout(timeout)), 0))
             }
-            None => {
-                let out = guest.await;
-                drop(lease);
-                out
-            }
+            None => guest.await,
         }
     });
     let response = match receiver.await {

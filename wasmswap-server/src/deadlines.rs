@@ -168,11 +168,16 @@ impl<T: AsyncRead> AsyncRead for Deadlines<T> {
         // A slow handler is not the client's fault: no deadline while
         // answering (the handler has its own limits). The waker is stored
         // before looking, so an answer that ends meanwhile still wakes us.
-        *this
-            .activity
-            .reader
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
+        {
+            let mut reader = this
+                .activity
+                .reader
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if !reader.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *reader = Some(cx.waker().clone());
+            }
+        }
         if answering() {
             return Poll::Pending;
         }
@@ -212,13 +217,7 @@ impl<T: AsyncWrite> AsyncWrite for Deadlines<T> {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.project();
-        let written = this.io.poll_write(cx, data);
-        if let Poll::Ready(Ok(n)) = written
-            && n > 0
-        {
-            *this.last_io = Instant::now();
-        }
-        written
+        wrote(this.io.poll_write(cx, data), this.last_io)
     }
 
     fn poll_write_vectored(
@@ -227,13 +226,7 @@ impl<T: AsyncWrite> AsyncWrite for Deadlines<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.project();
-        let written = this.io.poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = written
-            && n > 0
-        {
-            *this.last_io = Instant::now();
-        }
-        written
+        wrote(this.io.poll_write_vectored(cx, bufs), this.last_io)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -247,6 +240,17 @@ impl<T: AsyncWrite> AsyncWrite for Deadlines<T> {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.project().io.poll_shutdown(cx)
     }
+}
+
+/// Passes a write's result on, noting when bytes went out: the idle clock
+/// runs from the connection's last traffic either way.
+fn wrote(written: Poll<io::Result<usize>>, last_io: &mut Instant) -> Poll<io::Result<usize>> {
+    if let Poll::Ready(Ok(n)) = written
+        && n > 0
+    {
+        *last_io = Instant::now();
+    }
+    written
 }
 
 pin_project! {

@@ -93,6 +93,13 @@ pub async fn serve<H, Fut, B>(
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(20)))
         .keep_alive_timeout(Duration::from_secs(20));
+    // Told a little short of the real timeout: a client that obeys counts
+    // from when it read the answer, after our last write, and must not
+    // reuse the connection as we close it.
+    let advertised = (limits.idle_timeout * 9 / 10).as_secs();
+    let keep_alive = (advertised > 0)
+        .then(|| http::HeaderValue::from_str(&format!("timeout={advertised}")).ok())
+        .flatten();
     let graceful = GracefulShutdown::new();
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     tokio::pin!(shutdown);
@@ -119,13 +126,7 @@ pub async fn serve<H, Fut, B>(
                 let _ = stream.set_nodelay(true);
                 let handler = handler.clone();
                 let activity = std::sync::Arc::new(Activity::default());
-                // Told a little short of the real timeout: a client that
-                // obeys counts from when it read the answer, after our last
-                // write, and must not reuse the connection as we close it.
-                let advertised = (limits.idle_timeout * 9 / 10).as_secs();
-                let keep_alive = (advertised > 0)
-                    .then(|| http::HeaderValue::from_str(&format!("timeout={advertised}")).ok())
-                    .flatten();
+                let keep_alive = keep_alive.clone();
                 let svc = {
                     let activity = activity.clone();
                     service_fn(move |req: http::Request<hyper::body::Incoming>| {
