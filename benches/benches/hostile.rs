@@ -180,6 +180,10 @@ fn pct(l: &[Duration], q: f64) -> f64 {
 }
 
 fn main() {
+    // The host's isolation worker is this executable again.
+    if let Some(worker) = wasmswap_host::worker::run_if_worker() {
+        return worker.unwrap();
+    }
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = std::env::var("HOSTILE_WORKERS")
         .ok()
@@ -214,6 +218,10 @@ fn main() {
             // tenants; `HOSTILE_LOW_PRIORITY=0` runs every call on the
             // serving threads (the default setting).
             low_priority_lane: std::env::var("HOSTILE_LOW_PRIORITY").map_or(true, |v| v != "0"),
+            // A tenant that hit its memory limit runs its calls in the
+            // worker process, as the host binary does by default;
+            // `HOSTILE_ISOLATE=0` keeps them in this process.
+            isolation: std::env::var("HOSTILE_ISOLATE").map_or(true, |v| v != "0"),
             ..Default::default()
         })
         .await
@@ -284,6 +292,20 @@ fn main() {
                 .map(|(k, v)| format!("{k} x{v}"))
                 .collect::<Vec<_>>()
                 .join(", ")
+        );
+        let bad = &host.node().status_of("bad").unwrap().versions[0];
+        println!(
+            "the hostile version ended {} (isolation {})",
+            if bad.isolated {
+                "isolated"
+            } else {
+                "in process"
+            },
+            if host.node().isolator().is_some() {
+                "on"
+            } else {
+                "off"
+            }
         );
         host.shutdown().await;
     });

@@ -143,6 +143,10 @@ impl LocalCluster {
                     heartbeat_interval: Duration::from_secs(2),
                     shutdown_grace: Duration::from_secs(5),
                     drain_timeout: Duration::from_secs(5),
+                    // As the host binary does: a tenant that keeps hitting
+                    // its memory limit runs in a worker process (this
+                    // executable again, see `main`).
+                    isolation: true,
                     ..HostConfig::default()
                 })
                 .await

@@ -295,6 +295,14 @@ enum InterfacesCmd {
 }
 
 fn main() -> ExitCode {
+    // The local cluster's nodes start this executable as their isolation
+    // worker.
+    if let Some(worker) = wasmswap_host::worker::run_if_worker() {
+        return match worker {
+            Ok(()) => ExitCode::from(exit::OK),
+            Err(e) => fail(&CliError::Other(e)),
+        };
+    }
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -35,6 +35,8 @@ pub struct RuntimeConfig {
     pub(crate) memory_keep_resident: u64,
     pub(crate) low_priority_lane: bool,
     pub(crate) low_priority_window: Duration,
+    pub(crate) isolator: Option<std::sync::Arc<dyn crate::Isolator>>,
+    pub(crate) isolation_window: Duration,
 }
 
 impl Default for RuntimeConfig {
@@ -64,6 +66,8 @@ impl Default for RuntimeConfig {
             memory_keep_resident: 64 * MIB,
             low_priority_lane: false,
             low_priority_window: Duration::from_secs(10),
+            isolator: None,
+            isolation_window: Duration::from_secs(60),
         }
     }
 }
@@ -246,6 +250,26 @@ impl RuntimeConfig {
         self
     }
 
+    /// Where the JSON calls of a version that hit its memory limit run, for
+    /// [`isolation_window`](Self::isolation_window) after it did (see
+    /// [`Isolator`](crate::Isolator)): `wasmswap-host` gives a worker
+    /// process, so that the tenant's memory-map churn stops slowing every
+    /// other tenant's instances. Without one (the default), such calls run
+    /// here like any other.
+    pub fn isolator(&mut self, isolator: std::sync::Arc<dyn crate::Isolator>) -> &mut Self {
+        self.isolator = Some(isolator);
+        self
+    }
+
+    /// How long a version's JSON calls go to the
+    /// [`isolator`](Self::isolator) after one of them hit its memory limit;
+    /// each hit, there or here, starts the window again. Between 1 s and an
+    /// hour. By default this is 60 s.
+    pub fn isolation_window(&mut self, window: Duration) -> &mut Self {
+        self.isolation_window = window;
+        self
+    }
+
     /// Checks the configuration, builds the engine and starts its epoch ticker.
     pub fn build(&self) -> Result<Runtime> {
         self.validate()?;
@@ -286,6 +310,14 @@ impl RuntimeConfig {
             return bad(format!(
                 "low_priority_window must be at most 1 hour, got {:?}",
                 self.low_priority_window
+            ));
+        }
+        if self.isolation_window < Duration::from_secs(1)
+            || self.isolation_window > Duration::from_secs(3600)
+        {
+            return bad(format!(
+                "isolation_window must be between 1 s and 1 hour, got {:?}",
+                self.isolation_window
             ));
         }
         if self.max_module_bytes == 0 {

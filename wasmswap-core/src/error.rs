@@ -161,6 +161,15 @@ pub enum Error {
         "the client closed the connection before the response ended; the guest then stopped: {0}"
     )]
     ClientClosed(String),
+    /// A call run by the runtime's [`Isolator`](crate::Isolator) failed
+    /// there: the kind it failed with, and its message.
+    #[error("{message}")]
+    Isolated {
+        /// What kind of failure it was where it ran.
+        kind: ErrorKind,
+        /// The failure's own message.
+        message: String,
+    },
 }
 
 impl Error {
@@ -178,6 +187,7 @@ impl Error {
             Error::NoSuchFunction(_) | Error::BadArgument { .. } => ErrorKind::BadRequest,
             Error::PoolExhausted(_) => ErrorKind::Overloaded,
             Error::ClientClosed(_) => ErrorKind::ClientClosed,
+            Error::Isolated { kind, .. } => *kind,
             _ => ErrorKind::Internal,
         }
     }
@@ -261,6 +271,11 @@ impl ErrorKind {
             ErrorKind::Internal => "internal",
             ErrorKind::ClientClosed => "client_closed",
         }
+    }
+
+    /// The kind named `name` (as [`as_str`](Self::as_str) spells it).
+    pub fn from_name(name: &str) -> Option<ErrorKind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
     }
 
     pub(crate) fn index(self) -> usize {

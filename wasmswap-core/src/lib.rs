@@ -89,6 +89,7 @@ mod error;
 pub mod fuzzing;
 #[cfg(feature = "http")]
 mod http;
+mod isolate;
 mod json;
 mod lane;
 mod limits;
@@ -107,6 +108,7 @@ pub use config::RuntimeConfig;
 pub use error::{Error, ErrorKind, LoadError, Result};
 #[cfg(feature = "http")]
 pub use http::Response as HttpResponse;
+pub use isolate::{IsolatedCall, Isolator};
 pub use limits::Limits;
 pub use metrics::{CounterSnapshot, LATENCY_BUCKETS_US};
 pub use route::{Candidate, CandidateMode, Route, RouteSummary, Weight, sticky_bucket};

@@ -49,6 +49,9 @@ pub(crate) struct VersionInner {
     /// Until when (the runtime's [`clock_nanos`](Runtime::clock_nanos))
     /// calls start on the low-priority lane.
     penalized_until: AtomicU64,
+    /// Until when (the runtime's clock) JSON calls go to the runtime's
+    /// [`Isolator`](crate::Isolator).
+    isolated_until: AtomicU64,
 }
 
 enum Pre {
@@ -141,6 +144,7 @@ impl Version {
                 in_flight: AtomicU64::new(0),
                 idle: tokio::sync::Notify::new(),
                 penalized_until: AtomicU64::new(0),
+                isolated_until: AtomicU64::new(0),
             }),
         })
     }
@@ -235,9 +239,41 @@ impl Version {
     }
 
     /// [`invoke_json`](Self::invoke_json) with other WASI grants than the
+    /// version's own (a mirrored call's, which runs without side effects).
+    pub async fn invoke_json_with_caps(
+        &self,
+        function: &str,
+        args: &Json,
+        caps: Capabilities,
+    ) -> Result<Json> {
+        self.invoke_json_with(function, args, Some(caps)).await
+    }
+
+    /// [`invoke_json`](Self::invoke_json) with other WASI grants than the
     /// version's own, if `caps` is given (mirrored calls run without side
     /// effects).
     pub(crate) async fn invoke_json_with(
+        &self,
+        function: &str,
+        args: &Json,
+        caps: Option<Capabilities>,
+    ) -> Result<Json> {
+        if let Some(isolator) = self.isolator() {
+            match self
+                .invoke_isolated(isolator, function, args, caps.clone())
+                .await
+            {
+                // The isolator became unavailable (it could not start a
+                // worker): the call never ran there, so it runs here.
+                Err(_) if !isolator.available() => {}
+                outcome => return outcome,
+            }
+        }
+        self.invoke_here(function, args, caps).await
+    }
+
+    /// Runs a JSON call in this process.
+    async fn invoke_here(
         &self,
         function: &str,
         args: &Json,
@@ -259,6 +295,55 @@ impl Version {
             ),
         };
         self.place(function, call).await
+    }
+
+    /// The runtime's isolator, if this version's calls go there now.
+    fn isolator(&self) -> Option<&dyn crate::Isolator> {
+        let runtime = &self.inner.runtime;
+        let isolator = runtime.config().isolator.as_deref()?;
+        (self.inner.isolated_until.load(Ordering::Relaxed) > runtime.clock_nanos()
+            && isolator.available())
+        .then_some(isolator)
+    }
+
+    /// Whether this version's JSON calls run in the runtime's
+    /// [`Isolator`](crate::Isolator) now: one of its calls hit its memory
+    /// limit within the last
+    /// [`isolation_window`](crate::RuntimeConfig::isolation_window).
+    pub fn isolated(&self) -> bool {
+        self.isolator().is_some()
+    }
+
+    /// Runs a JSON call in the isolator, traced and counted like one here.
+    async fn invoke_isolated(
+        &self,
+        isolator: &dyn crate::Isolator,
+        function: &str,
+        args: &Json,
+        caps: Option<Capabilities>,
+    ) -> Result<Json> {
+        let span = tracing::info_span!(
+            "wasm.function.invoke",
+            wasm.function.name = function,
+            wasm.version = %self.inner.label,
+            wasm.isolated = true
+        );
+        let started = Instant::now();
+        let limits = &self.inner.limits;
+        // The isolator enforces the call's limits; this only bounds the
+        // wait for an isolator that cannot run it (its process starved of
+        // CPU, or hung): a little past the call's own backstop, plus time
+        // to start a worker and load the version there.
+        let call = isolator.invoke_json(self, function, args, caps.as_ref());
+        let outcome = tokio::time::timeout(limits.backstop() + ISOLATION_GRACE, call)
+            .instrument(span)
+            .await
+            .unwrap_or(Err(Error::Timeout(limits.timeout())));
+        if outcome.is_err() && !isolator.available() {
+            // Not run there, so not counted: the caller runs it here.
+            return outcome;
+        }
+        self.record(started, outcome.map(|v| (v, CallStats::default())), None)
     }
 
     /// Calls a core module's export with raw wasm values.
@@ -553,6 +638,12 @@ impl Version {
         if heavy || hit_limit {
             self.penalize();
         }
+        if outcome
+            .as_ref()
+            .is_err_and(|e| e.kind() == ErrorKind::MemoryLimit)
+        {
+            self.isolate();
+        }
         match outcome {
             Ok((value, stats)) => {
                 self.inner
@@ -579,6 +670,25 @@ impl Version {
         self.inner
             .penalized_until
             .fetch_max(until, Ordering::Relaxed);
+    }
+
+    /// Sends this version's JSON calls to the runtime's isolator, if it has
+    /// one, for the next
+    /// [`isolation_window`](crate::RuntimeConfig::isolation_window).
+    fn isolate(&self) {
+        let runtime = &self.inner.runtime;
+        let config = runtime.config();
+        if config.isolator.is_none() {
+            return;
+        }
+        let until = runtime.clock_nanos() + config.isolation_window.as_nanos() as u64;
+        let before = self
+            .inner
+            .isolated_until
+            .fetch_max(until, Ordering::Relaxed);
+        if before <= runtime.clock_nanos() {
+            tracing::info!(version = %self.inner.label, "memory limit hit: calls run isolated");
+        }
     }
 
     /// Whether this version's calls start on the runtime's low-priority lane:
@@ -738,6 +848,11 @@ struct Call<R> {
 /// lane to answer before answering `timeout` itself.
 pub(crate) const LANE_GRACE: Duration = Duration::from_millis(50);
 
+/// How long past a call's backstop an isolated call may take: to start the
+/// isolation worker and load the version there, on its first call.
+const ISOLATION_GRACE: Duration = Duration::from_secs(2);
+
+#[derive(Default)]
 struct CallStats {
     fuel: u64,
     memory: u64,

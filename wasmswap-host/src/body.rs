@@ -103,11 +103,19 @@ impl ApiError {
     /// For anonymous data-plane clients: the same status and code, but a
     /// trap's backtrace and internal failures stay in the node's log.
     pub fn public(service: &str, e: wasmswap_core::Error) -> Self {
-        use wasmswap_core::Error;
+        use wasmswap_core::{Error, ErrorKind};
         let public = match &e {
             Error::Trap { code: Some(c), .. } => Some(format!("the guest trapped: {c}")),
-            Error::Trap { code: None, .. } => Some("the guest trapped".to_string()),
-            Error::Internal(_)
+            Error::Trap { code: None, .. }
+            | Error::Isolated {
+                kind: ErrorKind::Trap,
+                ..
+            } => Some("the guest trapped".to_string()),
+            Error::Isolated {
+                kind: ErrorKind::Internal,
+                ..
+            }
+            | Error::Internal(_)
             | Error::Instantiate(_)
             | Error::Sandbox(_)
             | Error::Cache(_)

@@ -83,6 +83,8 @@ struct FileConfig {
     keep_resident_mib: Option<u64>,
     low_priority_lane: Option<bool>,
     low_priority_window_ms: Option<u64>,
+    isolate_memory_hogs: Option<bool>,
+    isolation_window_ms: Option<u64>,
     max_invoke_body_bytes: Option<usize>,
     max_modules: Option<u32>,
     control_plane: Option<String>,
@@ -161,6 +163,20 @@ pub struct HostConfig {
     /// How long a version's calls start there after one of them computed
     /// for long or hit a limit (see `RuntimeConfig::low_priority_window`).
     pub low_priority_window: Duration,
+    /// Whether a version whose call hit its memory limit runs its JSON
+    /// calls in a worker process for [`isolation_window`](Self::isolation_window)
+    /// (see [`crate::isolate`]). The worker is this executable again, which
+    /// must call [`run_if_worker`](crate::worker::run_if_worker) first thing
+    /// in `main` (`wasmswap-host` does; set
+    /// [`isolation_worker`](Self::isolation_worker) otherwise). On in the
+    /// binary's config file unless `isolate_memory_hogs = false`; off in
+    /// `HostConfig::default()`, for embedders.
+    pub isolation: bool,
+    /// How long a version stays isolated after its last memory-limit hit
+    /// (see `RuntimeConfig::isolation_window`).
+    pub isolation_window: Duration,
+    /// The executable started as the isolation worker; `None`: this one.
+    pub isolation_worker: Option<PathBuf>,
     /// Largest `/_invoke` body.
     pub max_invoke_body: usize,
     /// Versions this node holds at most.
@@ -198,6 +214,9 @@ impl Default for HostConfig {
             keep_resident: 64 << 20,
             low_priority_lane: false,
             low_priority_window: Duration::from_secs(10),
+            isolation: false,
+            isolation_window: Duration::from_secs(60),
+            isolation_worker: None,
             max_invoke_body: 1 << 20,
             max_modules: 1000,
             control_plane: None,
@@ -318,6 +337,16 @@ impl HostConfig {
                     bail!("low_priority_window_ms = {ms}: use 0 to 3600000 (up to an hour)")
                 }
             },
+            // The binary's `main` starts the worker, so on by default here.
+            isolation: file.isolate_memory_hogs.unwrap_or(true),
+            isolation_window: match file.isolation_window_ms {
+                None => d.isolation_window,
+                Some(ms @ 1000..=3_600_000) => Duration::from_millis(ms),
+                Some(ms) => {
+                    bail!("isolation_window_ms = {ms}: use 1000 to 3600000 (1 s to an hour)")
+                }
+            },
+            isolation_worker: None,
             max_invoke_body: file.max_invoke_body_bytes.unwrap_or(d.max_invoke_body),
             max_modules: file.max_modules.unwrap_or(d.max_modules),
             control_plane,
@@ -365,6 +394,12 @@ mod tests {
         let c = from_file("low_priority_lane = true\nlow_priority_window_ms = 0\n").unwrap();
         assert!(c.low_priority_lane);
         assert_eq!(c.low_priority_window, Duration::ZERO);
+        assert!(from_file("").unwrap().isolation);
+        let c = from_file("isolate_memory_hogs = false\nisolation_window_ms = 1000\n").unwrap();
+        assert!(!c.isolation);
+        assert_eq!(c.isolation_window, Duration::from_secs(1));
+        let e = from_file("isolation_window_ms = 999\n").unwrap_err();
+        assert!(format!("{e:#}").contains("isolation_window_ms = 999: use 1000 to 3600000"));
         let e = from_file("low_priority_window_ms = 3600001\n").unwrap_err();
         assert!(format!("{e:#}").contains("low_priority_window_ms = 3600001: use 0 to 3600000"));
         assert_eq!(

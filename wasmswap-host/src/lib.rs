@@ -36,10 +36,12 @@ pub mod config;
 pub mod control;
 pub mod data;
 pub mod fetch;
+pub mod isolate;
 pub mod metrics;
 pub mod node;
 pub mod standalone;
 mod trace;
+pub mod worker;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -87,6 +89,24 @@ impl Host {
         if let Some(dir) = &config.cache_dir {
             rc.cache_dir(dir);
         }
+        let defaults = NodeOptions::default();
+        let isolator = config.isolation.then(|| {
+            isolate::WorkerProcess::new(isolate::WorkerConfig {
+                program: config.isolation_worker.clone(),
+                settings: worker::WorkerSettings {
+                    token: String::new(),
+                    max_instances: config.max_instances,
+                    epoch_tick_us: config.epoch_tick.as_micros() as u64,
+                    keep_resident: config.keep_resident,
+                    cache_dir: config.cache_dir.clone(),
+                    max_binary_bytes: defaults.max_binary_bytes,
+                },
+            })
+        });
+        if let Some(isolator) = &isolator {
+            rc.isolator(std::sync::Arc::new(isolator.clone()));
+            rc.isolation_window(config.isolation_window);
+        }
         let runtime = rc.build().context("building the runtime")?;
         let node = Node::new(
             runtime,
@@ -100,7 +120,8 @@ impl Host {
                     .as_ref()
                     .and(config.agent.as_ref())
                     .map(|(_, token)| token.clone()),
-                ..NodeOptions::default()
+                isolator,
+                ..defaults
             },
         )?;
         // Saved routes first: the node serves what it served before any

@@ -3,8 +3,18 @@
 use clap::Parser;
 use wasmswap_host::{Cli, Host, HostConfig, LogFormat};
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // First: started as this host's isolation worker, be that and nothing else.
+    if let Some(worker) = wasmswap_host::worker::run_if_worker() {
+        return worker;
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(serve())
+}
+
+async fn serve() -> anyhow::Result<()> {
     let config = HostConfig::from_cli(Cli::parse())?;
     let format = match config.log_format {
         LogFormat::Json => wasmswap_telemetry::LogFormat::Json,

@@ -175,6 +175,10 @@ pub struct VersionStatus {
     pub role: String,
     /// Calls running on it now.
     pub in_flight: u64,
+    /// Whether its JSON calls run in the isolation worker now (a call hit
+    /// its memory limit lately; see [`crate::isolate`]).
+    #[serde(default)]
+    pub isolated: bool,
     /// Its counters.
     pub counters: CounterSnapshot,
     /// Its limits.
@@ -232,6 +236,10 @@ pub struct NodeOptions {
     /// Bearer token sent with binary fetches (the control plane's
     /// download endpoint needs one).
     pub fetch_token: Option<String>,
+    /// Where versions that keep hitting their memory limit run their JSON
+    /// calls (the runtime must have been built with the same worker as its
+    /// isolator): the node hands it each loaded version's binary.
+    pub isolator: Option<crate::isolate::WorkerProcess>,
 }
 
 impl Default for NodeOptions {
@@ -242,6 +250,7 @@ impl Default for NodeOptions {
             fetch_timeout: Duration::from_secs(60),
             max_modules: 1000,
             fetch_token: None,
+            isolator: None,
         }
     }
 }
@@ -323,6 +332,11 @@ impl Node {
                 unrestored: Default::default(),
             }),
         })
+    }
+
+    /// The isolation worker, if this node has one.
+    pub fn isolator(&self) -> Option<&crate::isolate::WorkerProcess> {
+        self.inner.options.isolator.as_ref()
     }
 
     /// The runtime versions run on.
@@ -481,13 +495,16 @@ impl Node {
                 .map_err(|e| std::io::Error::other(e.to_string()))
                 .and_then(|r| r)
         };
-        let _bytes = stored.map_err(|e| {
+        let bytes = stored.map_err(|e| {
             ApiError::new(
                 StatusCode::INSUFFICIENT_STORAGE,
                 "store_failed",
                 format!("cannot keep the binary: {e}"),
             )
         })?;
+        if let Some(isolator) = &self.inner.options.isolator {
+            isolator.keep_binary(&spec.sha256, bytes.into());
+        }
         tracing::info!(service = %spec.service, version = %spec.version, ?source, load_ms, "version loaded");
         let (service, label) = (spec.service.clone(), spec.version.clone());
         {
@@ -664,6 +681,12 @@ impl Node {
             .lock()
             .versions
             .retain(|v| !(v.service == service && v.version == label));
+        if let Some(isolator) = &self.inner.options.isolator {
+            isolator.unload(&version).await;
+            if let Some(sha) = &sha {
+                isolator.forget_binary(sha);
+            }
+        }
         // The binary goes too, unless another version runs the same bytes.
         if let Some(path) = sha.and_then(|s| self.artifact_path(&s)) {
             let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(path)).await;
@@ -956,6 +979,7 @@ fn self_status(slot: &Slot, service: &str, label: &str) -> Option<VersionStatus>
         load_ms: l.load_ms,
         role: role.to_string(),
         in_flight: l.version.in_flight(),
+        isolated: l.version.isolated(),
         counters: l.version.counters(),
         limits: l.spec.limits.clone(),
     })

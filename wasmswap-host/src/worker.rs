@@ -1,0 +1,302 @@
+//! The isolation worker: a child process of the host that runs the JSON
+//! calls of versions that keep hitting their memory limit (see
+//! [`crate::isolate`]), with a memory map of its own and at the OS's idle
+//! priority.
+//!
+//! The host starts it as its own executable with [`WORKER_ENV`] set to the
+//! worker's settings; `main` calls [`run_if_worker`] before anything else.
+//! It listens on 127.0.0.1 (a port of its own choosing, printed on its
+//! stdout as `listening ADDR`), takes requests only with the token it was
+//! given, and exits when its stdin closes — when the host is gone, however
+//! it died.
+//!
+//! Its API, for the host only:
+//! - `PUT /versions/{key}`: the binary as the body, `x-wasmswap-spec` a
+//!   JSON [`Spec`]; loads the version (idempotent).
+//! - `POST /versions/{key}/call`: a JSON [`CallRequest`]; answers 200 with
+//!   a JSON [`CallAnswer`] (the guest's failure is an answer, not an HTTP
+//!   error), 404 `unknown_version` if the key is not loaded.
+//! - `DELETE /versions/{key}`: forgets the version.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use http::{Method, StatusCode};
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+use tokio::io::AsyncReadExt as _;
+use wasmswap_core::{Capabilities, Limits, Runtime, Version};
+use wasmswap_server::Incoming;
+
+use crate::body::{ApiError, Response, json};
+
+/// The environment variable carrying the worker's JSON [`WorkerSettings`].
+pub const WORKER_ENV: &str = "WASMSWAP_HOST_WORKER";
+
+/// The one argument a worker is started with. An executable that does not
+/// call [`run_if_worker`] (a test harness, say) refuses it as an unknown
+/// option and exits, rather than running as something else.
+pub const WORKER_ARG: &str = "--isolation-worker";
+
+/// The header carrying a load's [`Spec`].
+pub(crate) const SPEC_HEADER: &str = "x-wasmswap-spec";
+
+/// What the host tells its worker at start.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkerSettings {
+    /// The bearer token every request must carry.
+    pub token: String,
+    /// The runtime's pooled instance slots.
+    pub max_instances: u32,
+    /// The runtime's epoch tick, in microseconds.
+    pub epoch_tick_us: u64,
+    /// Bytes of each pooled memory kept resident.
+    pub keep_resident: u64,
+    /// The host's compiled-artifact cache, shared: a version compiled by
+    /// the host loads here without compiling again.
+    pub cache_dir: Option<PathBuf>,
+    /// The largest binary a load may send.
+    pub max_binary_bytes: usize,
+}
+
+/// A version to load: what the host's own [`Version`] was made with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Spec {
+    pub label: String,
+    pub limits: Limits,
+    pub capabilities: Capabilities,
+}
+
+/// One JSON call.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct CallRequest {
+    pub function: String,
+    pub args: Json,
+    /// Grants instead of the version's own (a mirrored call's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caps: Option<Capabilities>,
+}
+
+/// A call's outcome: its value, or the kind and message of its failure.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum CallAnswer {
+    Value(Json),
+    Error {
+        kind: String,
+        message: String,
+        /// Set when the function does not exist (a 404, not a 400).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        missing_function: Option<String>,
+    },
+}
+
+/// If this process was started as a worker ([`WORKER_ENV`] is set), runs
+/// it until its stdin closes and returns its outcome; otherwise `None`.
+/// Call it first thing in `main`, before any async runtime starts: the
+/// worker lowers its own priority first, so that every thread it starts
+/// inherits it.
+pub fn run_if_worker() -> Option<anyhow::Result<()>> {
+    if std::env::args_os().nth(1).is_none_or(|a| a != WORKER_ARG) {
+        return None;
+    }
+    let settings = std::env::var(WORKER_ENV).ok()?;
+    Some(run(&settings))
+}
+
+fn run(settings: &str) -> anyhow::Result<()> {
+    let settings: WorkerSettings =
+        serde_json::from_str(settings).with_context(|| format!("{WORKER_ENV} is not valid"))?;
+    lower_priority();
+    // Logs go to stderr, which the host shares; stdout carries the address.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .try_init();
+    // One thread, not a multi-threaded executor: that one's idle workers
+    // are woken to steal work every time a computing guest yields (each
+    // epoch tick), and those wake-ups land on the cores the host's serving
+    // threads need — measured, 2.45× the bystander's unloaded p99 against
+    // 0.92–1.20× with one thread (BENCHMARKS.md). Calls still interleave
+    // at their epoch ticks, and loads compile on blocking threads.
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the worker's async runtime")?
+        .block_on(serve(settings))
+}
+
+/// Lowers this thread — the worker's first, so every thread it starts —
+/// to Linux's `SCHED_IDLE`, below even nice 19: the host's serving threads
+/// take a core back from it the moment they wake. Nice 19 is not enough:
+/// the scheduler lets a running task finish its slice first (measured, the
+/// bystander's p99 4.15× unloaded against a memory bomb at nice 19,
+/// BENCHMARKS.md). The price: while every core is busy the worker gets
+/// next to no CPU, and the isolated tenant's calls wait, up to their
+/// timeout.
+fn lower_priority() {
+    use thread_priority::{
+        NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
+        set_thread_priority_and_policy, thread_native_id, thread_schedule_policy,
+    };
+    let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+    let set = set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, idle);
+    if thread_schedule_policy().ok() != Some(idle) {
+        tracing::warn!(error = ?set.err(), "the isolation worker cannot lower its priority");
+    }
+}
+
+async fn serve(settings: WorkerSettings) -> anyhow::Result<()> {
+    let mut rc = Runtime::builder();
+    rc.max_instances(settings.max_instances);
+    rc.epoch_tick(Duration::from_micros(settings.epoch_tick_us));
+    rc.memory_keep_resident(settings.keep_resident);
+    if let Some(dir) = &settings.cache_dir {
+        rc.cache_dir(dir);
+    }
+    let runtime = rc.build().context("building the worker's runtime")?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .context("binding the worker's listener")?;
+    let addr = listener.local_addr()?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening {addr}")?;
+        out.flush()?;
+    }
+    let worker = Worker {
+        runtime,
+        token: format!("Bearer {}", settings.token),
+        max_binary_bytes: settings.max_binary_bytes,
+        versions: Arc::new(RwLock::new(HashMap::new())),
+    };
+    let handler = move |req, _peer| {
+        let worker = worker.clone();
+        async move { worker.handle(req).await.unwrap_or_else(|e| e.response()) }
+    };
+    // The host holds our stdin: end of input means it is gone.
+    let orphaned = async {
+        let mut stdin = tokio::io::stdin();
+        let mut buf = [0u8; 64];
+        while matches!(stdin.read(&mut buf).await, Ok(n) if n > 0) {}
+    };
+    wasmswap_server::serve(listener, handler, Default::default(), orphaned).await;
+    Ok(())
+}
+
+#[derive(Clone)]
+struct Worker {
+    runtime: Runtime,
+    /// `Bearer TOKEN`, as the header must read.
+    token: String,
+    max_binary_bytes: usize,
+    versions: Arc<RwLock<HashMap<String, Version>>>,
+}
+
+impl Worker {
+    async fn handle(&self, req: http::Request<Incoming>) -> Result<Response, ApiError> {
+        let authorized = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .is_some_and(|v| v.as_bytes() == self.token.as_bytes());
+        if !authorized {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "the isolation worker answers its host only",
+            ));
+        }
+        let path = req.uri().path().to_string();
+        let rest = path
+            .strip_prefix("/versions/")
+            .ok_or_else(|| ApiError::not_found(format!("no route {path}")))?;
+        match (req.method().clone(), rest.split_once('/')) {
+            (Method::PUT, None) => self.load(rest, req).await,
+            (Method::DELETE, None) => {
+                self.versions.write().remove(rest);
+                Ok(json(StatusCode::OK, &serde_json::json!({"unloaded": rest})))
+            }
+            (Method::POST, Some((key, "call"))) => self.call(key, req).await,
+            _ => Err(ApiError::not_found(format!(
+                "no route {} {path}",
+                req.method()
+            ))),
+        }
+    }
+
+    async fn load(&self, key: &str, req: http::Request<Incoming>) -> Result<Response, ApiError> {
+        if self.versions.read().contains_key(key) {
+            return Ok(json(StatusCode::OK, &serde_json::json!({"loaded": key})));
+        }
+        let spec: Spec = req
+            .headers()
+            .get(SPEC_HEADER)
+            .and_then(|v| serde_json::from_slice(v.as_bytes()).ok())
+            .ok_or_else(|| ApiError::bad_request(format!("{SPEC_HEADER} is missing or bad")))?;
+        let bytes =
+            crate::body::read_body(req.into_body(), self.max_binary_bytes, "the binary").await?;
+        let runtime = self.runtime.clone();
+        let version = tokio::task::spawn_blocking(move || {
+            let artifact = runtime.load(&bytes)?;
+            Version::new(
+                &runtime,
+                &artifact,
+                spec.label,
+                spec.limits,
+                spec.capabilities,
+            )
+        })
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("loading: {e}"),
+            )
+        })?
+        .map_err(|e| ApiError::bad_request(format!("loading: {e}")))?;
+        self.versions.write().insert(key.to_string(), version);
+        Ok(json(StatusCode::OK, &serde_json::json!({"loaded": key})))
+    }
+
+    async fn call(&self, key: &str, req: http::Request<Incoming>) -> Result<Response, ApiError> {
+        let version = self.versions.read().get(key).cloned().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_version",
+                format!("no version {key}"),
+            )
+        })?;
+        let body = crate::body::read_body(req.into_body(), usize::MAX, "the call").await?;
+        let call: CallRequest = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("the call is not valid: {e}")))?;
+        let _lease = version.lease();
+        let outcome = match call.caps {
+            None => version.invoke_json(&call.function, &call.args).await,
+            Some(caps) => {
+                version
+                    .invoke_json_with_caps(&call.function, &call.args, caps)
+                    .await
+            }
+        };
+        let answer = match outcome {
+            Ok(value) => CallAnswer::Value(value),
+            Err(e) => CallAnswer::Error {
+                kind: e.kind().as_str().to_string(),
+                message: e.to_string(),
+                missing_function: match e {
+                    wasmswap_core::Error::NoSuchFunction(name) => Some(name),
+                    _ => None,
+                },
+            },
+        };
+        Ok(json(StatusCode::OK, &answer))
+    }
+}
