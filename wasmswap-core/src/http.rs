@@ -92,6 +92,66 @@ pub(crate) struct Placement {
     pub lease: crate::version::Lease,
 }
 
+/// The response body of a wasi-http call run by the runtime's isolator:
+/// holds the call's lease until it ends, and counts the call then — a
+/// body that failed as the guest's failure there, one dropped before its
+/// end as a client that hung up.
+pub(crate) struct Counted {
+    pub body: HyperOutgoingBody,
+    pub version: crate::Version,
+    pub started: std::time::Instant,
+    pub lease: Option<crate::version::Lease>,
+}
+
+impl Counted {
+    fn finish(&mut self, failed: Option<Error>) {
+        if self.lease.take().is_some() {
+            self.version.record_isolated_http(self.started, failed);
+        }
+    }
+}
+
+impl Body for Counted {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => self.finish(None),
+            Poll::Ready(Some(Err(e))) => {
+                let failed = Error::Isolated {
+                    kind: crate::ErrorKind::Trap,
+                    message: format!("the response body failed: {e}"),
+                };
+                self.finish(Some(failed));
+            }
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        // A server may stop polling once the body says it has ended.
+        let failed = (!self.body.is_end_stream())
+            .then(|| Error::ClientClosed("the client stopped reading the response".into()));
+        self.finish(failed);
+    }
+}
+
 /// Whether the component exports the wasi-http handler.
 pub(crate) fn proxy_pre(pre: &wasmtime::component::InstancePre<P2State>) -> Option<Proxy> {
     ProxyPre::new(pre.clone()).ok()
@@ -134,6 +194,9 @@ where
     };
     let proxy = proxy.clone();
     let abandoned = Arc::new(AtomicBool::new(false));
+    // How the guest ended, for its response body's end: wasi-http ends a
+    // body cleanly when the guest's side is dropped, trap or not.
+    let (ended_tx, ended_rx) = tokio::sync::oneshot::channel::<Option<String>>();
     let client_left = abandoned.clone();
     let (backstop, timeout) = (limits.backstop(), limits.timeout());
     let guest = Box::pin(async move {
@@ -162,6 +225,7 @@ where
             }
             r => r,
         };
+        let _ = ended_tx.send(result.as_ref().err().map(ToString::to_string));
         (result, store.data().limiter.memory_high_water)
     });
     let task = tokio::spawn(async move {
@@ -188,6 +252,8 @@ where
         Ok(Ok(resp)) => Ok(resp.map(|body| {
             UnsyncBoxBody::new(Watched {
                 inner: body,
+                inner_done: false,
+                guest_ended: ended_rx,
                 ended: false,
                 abandoned,
             })
@@ -203,10 +269,19 @@ where
     (response, task)
 }
 
-/// A guest's response body that notes when it is dropped before its end:
-/// the client hung up (hyper drops the body with the connection).
+/// A guest's response body that notes when it is dropped before its end
+/// (the client hung up: hyper drops the body with the connection), and that
+/// ends only once the guest has: with an error if the guest failed. A guest
+/// that traps midway through its body drops its end of it, which wasi-http
+/// reports as a clean end — a truncated response the client would take for
+/// whole.
 struct Watched {
     inner: HyperOutgoingBody,
+    /// The guest's body has no more frames.
+    inner_done: bool,
+    /// How the guest ended (`Some` its failure); a dropped sender is a
+    /// guest given up on.
+    guest_ended: tokio::sync::oneshot::Receiver<Option<String>>,
     ended: bool,
     abandoned: Arc<AtomicBool>,
 }
@@ -219,16 +294,33 @@ impl Body for Watched {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        // An error frame ends it too: the guest failed first.
-        if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
-            self.ended = true;
+        if !self.inner_done {
+            match Pin::new(&mut self.inner).poll_frame(cx) {
+                Poll::Ready(None) => self.inner_done = true,
+                polled @ Poll::Ready(Some(Err(_))) => {
+                    // An error frame ends it too: the guest failed first.
+                    self.ended = true;
+                    return polled;
+                }
+                polled => return polled,
+            }
         }
-        polled
+        let failure = match Pin::new(&mut self.guest_ended).poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Ok(failure)) => failure,
+            Poll::Ready(Err(_)) => Some("the guest was stopped".to_string()),
+        };
+        self.ended = true;
+        Poll::Ready(failure.map(|f| {
+            Err(wasmtime_wasi_http::Error::InternalError(Some(format!(
+                "the guest failed while writing its response body: {f}"
+            ))))
+        }))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        // Not before the guest's end is known (see `poll_frame`).
+        false
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -25,13 +25,33 @@ use crate::version::Version;
 /// A JSON call's answer, as an isolator returns it.
 pub type IsolatedCall = Pin<Box<dyn Future<Output = crate::Result<Json>> + Send + 'static>>;
 
-/// Runs a version's JSON calls elsewhere (see the [module docs](self)).
+/// An isolator getting ready to run a version's calls.
+pub type IsolatedReady = Pin<Box<dyn Future<Output = crate::Result<()>> + Send + 'static>>;
+
+/// A request body handed to an isolator.
+#[cfg(feature = "http")]
+pub type IsolatedBody =
+    http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, wasmtime_wasi_http::Error>;
+
+/// A wasi-http response, as an isolator returns it.
+#[cfg(feature = "http")]
+pub type IsolatedResponse =
+    Pin<Box<dyn Future<Output = crate::Result<crate::HttpResponse>> + Send + 'static>>;
+
+/// Runs a version's calls elsewhere (see the [module docs](self)).
 ///
-/// The runtime keeps everything else: the route's pick and the caller's
-/// version lease (so drains wait for isolated calls), the version's
-/// counters (an isolated call is counted like any other, under the error
-/// kind the isolator returns), and the decision to isolate.
+/// The runtime keeps everything else: the route's pick and a version lease
+/// for the whole call (so drains wait for isolated calls, a wasi-http
+/// response's body included), the version's counters (an isolated call is
+/// counted like any other, under the error kind the isolator returns), and
+/// the decision to isolate.
 pub trait Isolator: Send + Sync + std::fmt::Debug + 'static {
+    /// Gets ready to run `version`'s calls (starts a worker, loads the
+    /// version there). The runtime calls it before each isolated call and
+    /// runs the call in its own process if it fails, so nothing is lost to
+    /// an isolator that cannot run it. Should be cheap once ready.
+    fn prepare(&self, version: &Version) -> IsolatedReady;
+
     /// Calls `function` of `version` with `args` elsewhere, with `caps`
     /// instead of the version's own grants if given (mirrored calls run
     /// without side effects). An error should carry the kind the call's
@@ -45,9 +65,18 @@ pub trait Isolator: Send + Sync + std::fmt::Debug + 'static {
         caps: Option<&Capabilities>,
     ) -> IsolatedCall;
 
-    /// Whether calls may go to the isolator now. While not (its worker
-    /// could not be started, say), isolated versions run their calls in
-    /// the runtime's own process, as without an isolator.
+    /// Serves one wasi-http request with `version` elsewhere. The request's
+    /// URI is the one the guest sees. A failure before the response head
+    /// should be an [`Error::Isolated`](crate::Error::Isolated) with the
+    /// kind it had there; once the head is back, the call counts as done
+    /// when its body ends.
+    #[cfg(feature = "http")]
+    fn handle(&self, version: &Version, request: http::Request<IsolatedBody>) -> IsolatedResponse;
+
+    /// Whether calls may go to the isolator now (cheap, checked before
+    /// [`prepare`](Self::prepare)). While not (its worker could not be
+    /// started lately, say), isolated versions run their calls in the
+    /// runtime's own process, as without an isolator.
     fn available(&self) -> bool {
         true
     }

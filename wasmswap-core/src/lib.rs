@@ -108,7 +108,9 @@ pub use config::RuntimeConfig;
 pub use error::{Error, ErrorKind, LoadError, Result};
 #[cfg(feature = "http")]
 pub use http::Response as HttpResponse;
-pub use isolate::{IsolatedCall, Isolator};
+#[cfg(feature = "http")]
+pub use isolate::{IsolatedBody, IsolatedResponse};
+pub use isolate::{IsolatedCall, IsolatedReady, Isolator};
 pub use limits::Limits;
 pub use metrics::{CounterSnapshot, LATENCY_BUCKETS_US};
 pub use route::{Candidate, CandidateMode, Route, RouteSummary, Weight, sticky_bucket};

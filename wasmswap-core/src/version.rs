@@ -258,16 +258,10 @@ impl Version {
         args: &Json,
         caps: Option<Capabilities>,
     ) -> Result<Json> {
-        if let Some(isolator) = self.isolator() {
-            match self
-                .invoke_isolated(isolator, function, args, caps.clone())
-                .await
-            {
-                // The isolator became unavailable (it could not start a
-                // worker): the call never ran there, so it runs here.
-                Err(_) if !isolator.available() => {}
-                outcome => return outcome,
-            }
+        if let Some(isolator) = self.isolator()
+            && isolator.prepare(self).await.is_ok()
+        {
+            return self.invoke_isolated(isolator, function, args, caps).await;
         }
         self.invoke_here(function, args, caps).await
     }
@@ -333,16 +327,12 @@ impl Version {
         // The isolator enforces the call's limits; this only bounds the
         // wait for an isolator that cannot run it (its process starved of
         // CPU, or hung): a little past the call's own backstop, plus time
-        // to start a worker and load the version there.
+        // to load the version there again if it lost it.
         let call = isolator.invoke_json(self, function, args, caps.as_ref());
         let outcome = tokio::time::timeout(limits.backstop() + ISOLATION_GRACE, call)
             .instrument(span)
             .await
             .unwrap_or(Err(Error::Timeout(limits.timeout())));
-        if outcome.is_err() && !isolator.available() {
-            // Not run there, so not counted: the caller runs it here.
-            return outcome;
-        }
         self.record(started, outcome.map(|v| (v, CallStats::default())), None)
     }
 
@@ -729,6 +719,11 @@ impl Version {
                 "wasi:http/incoming-handler#handle".into(),
             ));
         };
+        if let Some(isolator) = self.isolator()
+            && isolator.prepare(self).await.is_ok()
+        {
+            return self.handle_isolated(isolator, request).await;
+        }
         let started = Instant::now();
         let lease = self.lease();
         let limits = &self.inner.limits;
@@ -781,6 +776,59 @@ impl Version {
                 self.record(started, Err(err), Some(&shared))
             }
         }
+    }
+
+    /// Serves a wasi-http request in the isolator: counted when the
+    /// response body ends, in flight until then.
+    #[cfg(feature = "http")]
+    async fn handle_isolated<B>(
+        &self,
+        isolator: &dyn crate::Isolator,
+        request: http::Request<B>,
+    ) -> Result<crate::http::Response>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        use http_body_util::BodyExt as _;
+        let span = tracing::info_span!(
+            "wasm.function.invoke",
+            wasm.function.name = "wasi:http/incoming-handler#handle",
+            wasm.version = %self.inner.label,
+            wasm.isolated = true
+        );
+        let started = Instant::now();
+        let lease = self.lease();
+        let limits = &self.inner.limits;
+        let request = request.map(|b| b.map_err(Into::into).boxed_unsync());
+        let call = isolator.handle(self, request);
+        let outcome = tokio::time::timeout(limits.backstop() + ISOLATION_GRACE, call)
+            .instrument(span)
+            .await
+            .unwrap_or(Err(Error::Timeout(limits.timeout())));
+        match outcome {
+            Ok(resp) => Ok(resp.map(|body| {
+                crate::http::Counted {
+                    body,
+                    version: self.clone(),
+                    started,
+                    lease: Some(lease),
+                }
+                .boxed_unsync()
+            })),
+            Err(e) => self.record(started, Err(e), None),
+        }
+    }
+
+    /// Counts an isolated wasi-http call when its response body ended
+    /// (`None`: it ended well).
+    #[cfg(feature = "http")]
+    pub(crate) fn record_isolated_http(&self, started: Instant, failed: Option<Error>) {
+        let outcome = match failed {
+            None => Ok(((), CallStats::default())),
+            Some(e) => Err(e),
+        };
+        let _ = self.record(started, outcome, None);
     }
 
     /// Whether this version is a component (else a core module).
@@ -848,8 +896,8 @@ struct Call<R> {
 /// lane to answer before answering `timeout` itself.
 pub(crate) const LANE_GRACE: Duration = Duration::from_millis(50);
 
-/// How long past a call's backstop an isolated call may take: to start the
-/// isolation worker and load the version there, on its first call.
+/// How long past a call's backstop an isolated call may take: to load the
+/// version into the isolator again if it lost it (a restarted worker).
 const ISOLATION_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Default)]

@@ -1,15 +1,18 @@
 //! The host's [`Isolator`]: a worker process (see [`crate::worker`]) that
-//! runs the JSON calls of versions that keep hitting their memory limit,
+//! runs the calls (JSON and wasi-http) of versions that keep hitting their
+//! memory limit,
 //! so that their memory-map churn — an `mprotect` for every grow, each
 //! taking the process's map lock for writing — no longer stalls every other
 //! tenant's instance resets (RELIABILITY.md). The worker also runs at the
 //! OS's idle priority (`SCHED_IDLE`), and if a tenant takes it down (the kernel's OOM killer, say), only
 //! that tenant's calls fail.
 //!
-//! One worker per host, started at the first isolated call and again after
-//! it dies. A version is loaded there on its first isolated call, from the
+//! One worker per host, started when a version is first isolated and again
+//! after it dies. A version is loaded there in the background, from the
 //! binary the host keeps for it (compiled once: the worker shares the
-//! host's artifact cache), under the same label, limits and grants.
+//! host's artifact cache), under the same label, limits and grants; its
+//! calls run in the host's process until it is ready there, so no call
+//! waits for a worker to start.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -26,10 +29,14 @@ use parking_lot::Mutex;
 use serde_json::Value as Json;
 use sha2::Digest as _;
 use tokio::io::AsyncBufReadExt as _;
-use wasmswap_core::{Capabilities, Error, ErrorKind, IsolatedCall, Isolator, Version};
+use wasmswap_core::{
+    Capabilities, Error, ErrorKind, HttpResponse, IsolatedBody, IsolatedCall, IsolatedReady,
+    IsolatedResponse, Isolator, Version,
+};
 
 use crate::worker::{
-    CallAnswer, CallRequest, SPEC_HEADER, Spec, WORKER_ARG, WORKER_ENV, WorkerSettings,
+    AUTHORITY_HEADER, CallAnswer, CallRequest, ERROR_KIND_HEADER, SCHEME_HEADER, SPEC_HEADER, Spec,
+    TOKEN_HEADER, WORKER_ARG, WORKER_ENV, WorkerSettings,
 };
 
 /// How long a starting worker may take to say where it listens.
@@ -60,7 +67,11 @@ pub struct WorkerProcess {
 struct Inner {
     config: WorkerConfig,
     /// The worker now, if started and not known dead.
-    running: tokio::sync::Mutex<Option<Arc<Running>>>,
+    running: Mutex<Option<Arc<Running>>>,
+    /// Held while a worker starts, so only one does.
+    starting: tokio::sync::Mutex<()>,
+    /// Version keys being loaded into the worker in the background.
+    loading: Mutex<HashSet<String>>,
     /// The binaries of the host's loaded versions, by SHA-256: what a
     /// version is loaded into the worker from.
     binaries: Mutex<HashMap<String, Bytes>>,
@@ -71,10 +82,13 @@ struct Inner {
 #[derive(Debug)]
 struct Running {
     /// Killed when dropped; its stdin closing also ends it.
-    _child: tokio::process::Child,
+    child: Mutex<tokio::process::Child>,
     base: String,
-    auth: http::HeaderValue,
+    /// What [`TOKEN_HEADER`] must hold.
+    token: http::HeaderValue,
     client: Client<HttpConnector, Full<Bytes>>,
+    /// Forwards wasi-http requests, their bodies streamed.
+    forward: Client<HttpConnector, IsolatedBody>,
     /// Version keys loaded there.
     loaded: Mutex<HashSet<String>>,
 }
@@ -94,7 +108,9 @@ impl WorkerProcess {
         WorkerProcess {
             inner: Arc::new(Inner {
                 config,
-                running: tokio::sync::Mutex::new(None),
+                running: Mutex::new(None),
+                starting: tokio::sync::Mutex::new(()),
+                loading: Mutex::new(HashSet::new()),
                 binaries: Mutex::new(HashMap::new()),
                 start_failed: Mutex::new(None),
             }),
@@ -119,7 +135,7 @@ impl WorkerProcess {
 
     /// Unloads a version from the worker, if it is there.
     pub async fn unload(&self, version: &Version) {
-        let Some(running) = self.inner.running.lock().await.clone() else {
+        let Some(running) = self.inner.running.lock().clone() else {
             return;
         };
         let key = version_key(version);
@@ -136,20 +152,33 @@ impl WorkerProcess {
     }
 
     /// The worker's process ID, if it runs.
-    pub async fn pid(&self) -> Option<u32> {
-        self.inner.running.lock().await.as_ref()?._child.id()
+    pub fn pid(&self) -> Option<u32> {
+        self.inner.running.lock().as_ref()?.child.lock().id()
+    }
+
+    /// Whether `version` is loaded in a running worker: its calls go there.
+    pub fn ready(&self, version: &Version) -> bool {
+        let key = version_key(version);
+        self.inner
+            .running
+            .lock()
+            .as_ref()
+            .is_some_and(|r| r.loaded.lock().contains(&key))
     }
 
     /// The running worker, started now if there is none.
     async fn running(&self) -> Result<Arc<Running>, Error> {
-        let mut running = self.inner.running.lock().await;
-        if let Some(r) = running.as_ref() {
-            return Ok(r.clone());
+        if let Some(r) = self.inner.running.lock().clone() {
+            return Ok(r);
+        }
+        let _starting = self.inner.starting.lock().await;
+        if let Some(r) = self.inner.running.lock().clone() {
+            return Ok(r);
         }
         match self.start().await {
             Ok(started) => {
                 let started = Arc::new(started);
-                *running = Some(started.clone());
+                *self.inner.running.lock() = Some(started.clone());
                 Ok(started)
             }
             Err(e) => {
@@ -192,17 +221,18 @@ impl WorkerProcess {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         Ok(Running {
-            _child: child,
+            child: Mutex::new(child),
             base: format!("http://{addr}"),
-            auth: http::HeaderValue::try_from(format!("Bearer {}", settings.token))?,
-            client: Client::builder(TokioExecutor::new()).build(connector),
+            token: http::HeaderValue::try_from(settings.token)?,
+            client: Client::builder(TokioExecutor::new()).build(connector.clone()),
+            forward: Client::builder(TokioExecutor::new()).build(connector),
             loaded: Mutex::new(HashSet::new()),
         })
     }
 
     /// Forgets `dead` (if it is still the worker): the next call starts another.
-    async fn forget(&self, dead: &Arc<Running>) {
-        let mut running = self.inner.running.lock().await;
+    fn forget(&self, dead: &Arc<Running>) {
+        let mut running = self.inner.running.lock();
         if running.as_ref().is_some_and(|r| Arc::ptr_eq(r, dead)) {
             tracing::warn!("isolation worker lost; the next isolated call starts another");
             *running = None;
@@ -252,10 +282,11 @@ impl WorkerProcess {
             let (status, answer) = match sent {
                 Ok(answer) => answer,
                 Err(e) => {
-                    // The worker died (or stopped answering): start another
-                    // next time. This call fails: it may have been what
-                    // killed it.
-                    self.forget(&running).await;
+                    // If the worker died, start another next time. This
+                    // call fails: it may have been what killed it.
+                    if running.exited().await {
+                        self.forget(&running);
+                    }
                     return Err(e);
                 }
             };
@@ -284,9 +315,130 @@ impl WorkerProcess {
             };
         }
     }
+
+    /// Starts the worker if need be and loads `version` there, in the
+    /// background: its calls run in this process meanwhile.
+    fn load_in_background(&self, version: Version, key: String) {
+        if !self.inner.loading.lock().insert(key.clone()) {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            let loaded = match this.running().await {
+                Ok(running) => this.load(&running, &version, &key).await,
+                Err(e) => Err(e),
+            };
+            match loaded {
+                Ok(()) => {
+                    tracing::info!(version = %version.label(), "loaded into the isolation worker")
+                }
+                Err(e) => {
+                    tracing::warn!(version = %version.label(), error = %e, "cannot load into the isolation worker; its calls run in this process")
+                }
+            }
+            this.inner.loading.lock().remove(&key);
+        });
+    }
+
+    /// Serves a wasi-http request with `version` in the worker.
+    async fn forward(
+        self,
+        version: Version,
+        request: http::Request<IsolatedBody>,
+    ) -> Result<HttpResponse, Error> {
+        let running = self.running().await?;
+        let key = version_key(&version);
+        let (mut parts, body) = request.into_parts();
+        let authority = parts
+            .uri
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .or_else(|| {
+                parts
+                    .headers
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| "localhost".into());
+        let scheme = parts.uri.scheme_str().unwrap_or("http").to_string();
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        parts.uri = format!("{}/versions/{key}/http{path_and_query}", running.base)
+            .parse()
+            .map_err(worker_failed)?;
+        // The worker speaks HTTP/1.1, whatever the client spoke.
+        parts.version = http::Version::HTTP_11;
+        let header = |v: String| http::HeaderValue::try_from(v).map_err(worker_failed);
+        parts.headers.insert(TOKEN_HEADER, running.token.clone());
+        parts.headers.insert(AUTHORITY_HEADER, header(authority)?);
+        parts.headers.insert(SCHEME_HEADER, header(scheme)?);
+        let request = http::Request::from_parts(parts, body);
+        let resp = match running.forward.request(request).await {
+            Ok(resp) => resp,
+            Err(e) if request_body_failed(&e) => {
+                // The client's upload broke off: the worker is fine.
+                return Err(Error::ClientClosed(format!("the request body failed: {e}")));
+            }
+            Err(e) => {
+                if running.exited().await {
+                    // Perhaps this call's doing: the next isolated call
+                    // starts another.
+                    self.forget(&running);
+                    return Err(worker_failed(e));
+                }
+                // The worker lives: the guest's response broke off there
+                // before its head got out.
+                return Err(Error::Isolated {
+                    kind: ErrorKind::Trap,
+                    message: format!("the response failed in the isolation worker: {e}"),
+                });
+            }
+        };
+        if let Some(kind) = resp.headers().get(ERROR_KIND_HEADER).cloned() {
+            // Failed before the guest's response head: the worker's JSON
+            // error, with the failure's kind.
+            let status = resp.status();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(worker_failed)?
+                .to_bytes();
+            let message = serde_json::from_slice::<Json>(&body)
+                .ok()
+                .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+            let kind = kind.to_str().ok().and_then(ErrorKind::from_name);
+            if status == StatusCode::NOT_FOUND && kind.is_none() {
+                // Not loaded there (any more): load it again for later calls.
+                running.loaded.lock().remove(&key);
+            }
+            return Err(Error::Isolated {
+                kind: kind.unwrap_or(ErrorKind::Internal),
+                message,
+            });
+        }
+        Ok(resp.map(|body| body.map_err(wasmtime_wasi_http::Error::from).boxed_unsync()))
+    }
 }
 
 impl Running {
+    /// Whether the worker process has ended. Waits a little for an answer:
+    /// a killed process's connections close before the kernel reaps it.
+    async fn exited(&self) -> bool {
+        for _ in 0..20 {
+            if !matches!(self.child.lock().try_wait(), Ok(None)) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+
     async fn send(
         &self,
         method: Method,
@@ -297,7 +449,7 @@ impl Running {
         let mut req = http::Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base))
-            .header(http::header::AUTHORIZATION, self.auth.clone());
+            .header(TOKEN_HEADER, self.token.clone());
         if let Some(spec) = spec {
             req = req.header(SPEC_HEADER, spec);
         }
@@ -315,6 +467,23 @@ impl Running {
 }
 
 impl Isolator for WorkerProcess {
+    fn prepare(&self, version: &Version) -> IsolatedReady {
+        if self.ready(version) {
+            return Box::pin(std::future::ready(Ok(())));
+        }
+        let this = self.clone();
+        let version = version.clone();
+        Box::pin(async move {
+            let key = version_key(&version);
+            this.load_in_background(version, key);
+            Err(worker_failed("the version is being loaded into the worker"))
+        })
+    }
+
+    fn handle(&self, version: &Version, request: http::Request<IsolatedBody>) -> IsolatedResponse {
+        Box::pin(self.clone().forward(version.clone(), request))
+    }
+
     fn available(&self) -> bool {
         self.inner
             .start_failed
@@ -350,6 +519,19 @@ fn version_key(version: &Version) -> String {
     h.update([0]);
     h.update(serde_json::to_vec(version.capabilities()).unwrap_or_default());
     hex::encode(h.finalize())
+}
+
+/// Whether a forwarded request failed because its own body did (the
+/// client's upload broke off), not because the worker did.
+fn request_body_failed(e: &hyper_util::client::legacy::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(h) = s.downcast_ref::<hyper::Error>() {
+            return h.is_user();
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// A token only the host and its worker know.

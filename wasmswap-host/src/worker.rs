@@ -16,7 +16,14 @@
 //! - `POST /versions/{key}/call`: a JSON [`CallRequest`]; answers 200 with
 //!   a JSON [`CallAnswer`] (the guest's failure is an answer, not an HTTP
 //!   error), 404 `unknown_version` if the key is not loaded.
+//! - `{any method} /versions/{key}/http/{path}`: serves a wasi-http
+//!   request with the version, the guest seeing `/{path}` and the
+//!   authority and scheme of [`AUTHORITY_HEADER`] and [`SCHEME_HEADER`];
+//!   a failure before the response head is the usual JSON error with its
+//!   kind in [`ERROR_KIND_HEADER`].
 //! - `DELETE /versions/{key}`: forgets the version.
+//!
+//! Every request carries the token in [`TOKEN_HEADER`].
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -45,6 +52,19 @@ pub const WORKER_ARG: &str = "--isolation-worker";
 
 /// The header carrying a load's [`Spec`].
 pub(crate) const SPEC_HEADER: &str = "x-wasmswap-spec";
+
+/// The header carrying the worker's token (not `Authorization`, which a
+/// forwarded wasi-http request may carry for its guest).
+pub(crate) const TOKEN_HEADER: &str = "x-wasmswap-worker-token";
+
+/// On a forwarded wasi-http request: the authority and scheme of the URI
+/// the guest sees.
+pub(crate) const AUTHORITY_HEADER: &str = "x-wasmswap-authority";
+pub(crate) const SCHEME_HEADER: &str = "x-wasmswap-scheme";
+
+/// On the answer to a forwarded wasi-http request that failed before its
+/// response head: the failure's kind (the body is the usual JSON error).
+pub(crate) const ERROR_KIND_HEADER: &str = "x-wasmswap-error-kind";
 
 /// What the host tells its worker at start.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -173,13 +193,22 @@ async fn serve(settings: WorkerSettings) -> anyhow::Result<()> {
     }
     let worker = Worker {
         runtime,
-        token: format!("Bearer {}", settings.token),
+        token: settings.token,
         max_binary_bytes: settings.max_binary_bytes,
         versions: Arc::new(RwLock::new(HashMap::new())),
     };
     let handler = move |req, _peer| {
         let worker = worker.clone();
-        async move { worker.handle(req).await.unwrap_or_else(|e| e.response()) }
+        async move {
+            worker.handle(req).await.unwrap_or_else(|e| {
+                // Marked, so that a forwarded wasi-http request's host
+                // tells the worker's own errors from the guest's answers.
+                let mut resp = e.response();
+                resp.headers_mut()
+                    .insert(ERROR_KIND_HEADER, http::HeaderValue::from_static(e.code));
+                resp
+            })
+        }
     };
     // The host holds our stdin: end of input means it is gone.
     let orphaned = async {
@@ -194,17 +223,17 @@ async fn serve(settings: WorkerSettings) -> anyhow::Result<()> {
 #[derive(Clone)]
 struct Worker {
     runtime: Runtime,
-    /// `Bearer TOKEN`, as the header must read.
+    /// What [`TOKEN_HEADER`] must hold.
     token: String,
     max_binary_bytes: usize,
     versions: Arc<RwLock<HashMap<String, Version>>>,
 }
 
 impl Worker {
-    async fn handle(&self, req: http::Request<Incoming>) -> Result<Response, ApiError> {
+    async fn handle(&self, mut req: http::Request<Incoming>) -> Result<Response, ApiError> {
         let authorized = req
-            .headers()
-            .get(http::header::AUTHORIZATION)
+            .headers_mut()
+            .remove(TOKEN_HEADER)
             .is_some_and(|v| v.as_bytes() == self.token.as_bytes());
         if !authorized {
             return Err(ApiError::new(
@@ -224,6 +253,14 @@ impl Worker {
                 Ok(json(StatusCode::OK, &serde_json::json!({"unloaded": rest})))
             }
             (Method::POST, Some((key, "call"))) => self.call(key, req).await,
+            (_, Some((key, rest))) if rest == "http" || rest.starts_with("http/") => {
+                let guest_path = match &rest["http".len()..] {
+                    "" => "/".to_string(),
+                    path => path.to_string(),
+                };
+                let key = key.to_string();
+                self.http(&key, &guest_path, req).await
+            }
             _ => Err(ApiError::not_found(format!(
                 "no route {} {path}",
                 req.method()
@@ -266,14 +303,66 @@ impl Worker {
         Ok(json(StatusCode::OK, &serde_json::json!({"loaded": key})))
     }
 
-    async fn call(&self, key: &str, req: http::Request<Incoming>) -> Result<Response, ApiError> {
-        let version = self.versions.read().get(key).cloned().ok_or_else(|| {
+    fn version(&self, key: &str) -> Result<Version, ApiError> {
+        self.versions.read().get(key).cloned().ok_or_else(|| {
             ApiError::new(
                 StatusCode::NOT_FOUND,
                 "unknown_version",
                 format!("no version {key}"),
             )
-        })?;
+        })
+    }
+
+    /// Serves a forwarded wasi-http request: the guest's response, or the
+    /// failure's JSON error marked with its kind.
+    async fn http(
+        &self,
+        key: &str,
+        guest_path: &str,
+        req: http::Request<Incoming>,
+    ) -> Result<Response, ApiError> {
+        let version = self.version(key)?;
+        let (mut parts, body) = req.into_parts();
+        let header = |parts: &mut http::request::Parts, name: &str| {
+            parts
+                .headers
+                .remove(name)
+                .and_then(|v| v.to_str().ok().map(str::to_string))
+        };
+        let authority = header(&mut parts, AUTHORITY_HEADER).unwrap_or_else(|| "localhost".into());
+        let scheme = header(&mut parts, SCHEME_HEADER).unwrap_or_else(|| "http".into());
+        let query = parts
+            .uri
+            .query()
+            .map(|q| format!("?{q}"))
+            .unwrap_or_default();
+        parts.uri = format!("{scheme}://{authority}{guest_path}{query}")
+            .parse()
+            .map_err(|e| ApiError::bad_request(format!("bad forwarded URI: {e}")))?;
+        let served = version.handle(http::Request::from_parts(parts, body)).await;
+        match served {
+            Ok(resp) => {
+                use http_body_util::BodyExt as _;
+                Ok(resp.map(|b| {
+                    FlushFirst {
+                        inner: b.map_err(|e| -> crate::body::BoxError { Box::new(e) }),
+                        failed: None,
+                    }
+                    .boxed_unsync()
+                }))
+            }
+            Err(e) => {
+                let kind = e.kind().as_str();
+                let mut resp = ApiError::from(e).response();
+                resp.headers_mut()
+                    .insert(ERROR_KIND_HEADER, http::HeaderValue::from_static(kind));
+                Ok(resp)
+            }
+        }
+    }
+
+    async fn call(&self, key: &str, req: http::Request<Incoming>) -> Result<Response, ApiError> {
+        let version = self.version(key)?;
         let body = crate::body::read_body(req.into_body(), usize::MAX, "the call").await?;
         let call: CallRequest = serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request(format!("the call is not valid: {e}")))?;
@@ -298,5 +387,49 @@ impl Worker {
             },
         };
         Ok(json(StatusCode::OK, &answer))
+    }
+}
+
+/// A forwarded response body whose failure waits one turn: hyper drops a
+/// connection at once on a body error, buffered head and all, and the host
+/// must see the guest's head arrive before the body breaks off — a response
+/// that never began looks like a dead worker.
+struct FlushFirst<B> {
+    inner: B,
+    failed: Option<crate::body::BoxError>,
+}
+
+impl<B> hyper::body::Body for FlushFirst<B>
+where
+    B: hyper::body::Body<Data = bytes::Bytes, Error = crate::body::BoxError> + Unpin,
+{
+    type Data = bytes::Bytes;
+    type Error = crate::body::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>> {
+        use std::task::Poll;
+        if let Some(e) = self.failed.take() {
+            return Poll::Ready(Some(Err(e)));
+        }
+        match std::pin::Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Err(e))) => {
+                // Pending once, so that hyper flushes what it holds first.
+                self.failed = Some(e);
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            polled => polled,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.failed.is_none() && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }

@@ -1,6 +1,7 @@
-//! Isolation: a version whose call hit its memory limit runs its JSON calls
-//! in the host's worker process (the real `wasmswap-host` binary), at idle
-//! priority, and the host outlives that worker.
+//! Isolation: a version whose call hit its memory limit runs its calls
+//! (JSON and wasi-http) in the host's worker process (the real
+//! `wasmswap-host` binary), at idle priority, and the host outlives that
+//! worker.
 
 use std::time::Duration;
 
@@ -62,6 +63,26 @@ fn isolated(host: &Host) -> bool {
     host.node().status_of("bad").unwrap().versions[0].isolated
 }
 
+/// Waits (up to 30 s) until `service`'s stable version is loaded in the
+/// worker, calling `nudge` meanwhile: an isolated version's calls run in
+/// this process until then, the first of them starting the load.
+async fn until_ready<F: Future<Output = ()>>(
+    host: &Host,
+    service: &str,
+    mut nudge: impl FnMut() -> F,
+) {
+    let worker = host.node().isolator().unwrap();
+    let version = host.node().service(service).unwrap().route().stable;
+    for _ in 0..300 {
+        if worker.ready(&version) {
+            return;
+        }
+        nudge().await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{service} was not loaded into the worker within 30 s");
+}
+
 /// The scheduling policy of every thread of a process, from
 /// `/proc/PID/task/TID/stat` (field 41).
 fn policies_of(pid: u32) -> Vec<u64> {
@@ -92,7 +113,7 @@ async fn a_memory_bomb_moves_to_the_worker_process_and_stays_contained() {
         (200, "v1".into(), json!(1))
     );
     assert!(!isolated(&host));
-    assert_eq!(worker.pid().await, None);
+    assert_eq!(worker.pid(), None);
 
     // The first bomb hits its limit here, and isolates the version.
     let (status, version, body) = call(&http, &host, "memory_bomb").await;
@@ -100,13 +121,21 @@ async fn a_memory_bomb_moves_to_the_worker_process_and_stays_contained() {
     assert_eq!(body["error"]["code"], "memory_limit", "{body}");
     assert!(isolated(&host));
     assert_eq!(
-        worker.pid().await,
+        worker.pid(),
         None,
         "started only at the first isolated call"
     );
 
-    // The next runs in the worker, with the same error, and keeps the
-    // version isolated; a well-behaved call goes there too, and answers.
+    // The next call starts the worker and loads the version there; it runs
+    // here meanwhile (no call waits for a worker to start).
+    assert_eq!(
+        call(&http, &host, "health_check").await,
+        (200, "v1".into(), json!(1))
+    );
+    until_ready(&host, "bad", || async {}).await;
+
+    // Then calls run in the worker: a bomb with the same error, keeping the
+    // version isolated; a well-behaved call too, and it answers.
     let (status, _, body) = call(&http, &host, "memory_bomb").await;
     assert_eq!(status, 500, "{body}");
     assert_eq!(body["error"]["code"], "memory_limit", "{body}");
@@ -117,7 +146,7 @@ async fn a_memory_bomb_moves_to_the_worker_process_and_stays_contained() {
             .contains("memory limit of 33554432 bytes exceeded"),
         "{body}"
     );
-    let pid = worker.pid().await.expect("the worker runs");
+    let pid = worker.pid().expect("the worker runs");
     assert_ne!(pid, std::process::id());
     let policies = policies_of(pid);
     assert!(
@@ -137,12 +166,12 @@ async fn a_memory_bomb_moves_to_the_worker_process_and_stays_contained() {
     );
     // Counted in the host's counters like any call.
     let counters = &host.node().status_of("bad").unwrap().versions[0].counters;
-    assert_eq!(counters.calls, 5, "{counters:?}");
+    assert_eq!(counters.calls, 6, "{counters:?}");
     assert_eq!(counters.errors, 3, "{counters:?}");
 
     // The worker dies (as if the kernel's OOM killer took it): the call
     // in its way may fail, the host keeps serving, and the next isolated
-    // call starts another worker.
+    // call starts another worker (running here until it is ready).
     let killed = std::process::Command::new("kill")
         .args(["-9", &pid.to_string()])
         .status()
@@ -159,7 +188,18 @@ async fn a_memory_bomb_moves_to_the_worker_process_and_stays_contained() {
         call(&http, &host, "health_check").await,
         (200, "v1".into(), json!(1))
     );
-    let again = worker.pid().await.expect("a new worker runs");
+    until_ready(&host, "bad", || async {
+        assert_eq!(
+            call(&http, &host, "health_check").await,
+            (200, "v1".into(), json!(1))
+        );
+    })
+    .await;
+    assert_eq!(
+        call(&http, &host, "health_check").await,
+        (200, "v1".into(), json!(1))
+    );
+    let again = worker.pid().expect("a new worker runs");
     assert_ne!(again, pid);
 
     // The host's end is the worker's.
@@ -210,8 +250,130 @@ async fn a_worker_that_cannot_start_leaves_calls_in_this_process() {
         call(&http, &host, "health_check").await,
         (200, "v1".into(), json!(1))
     );
-    assert_eq!(host.node().isolator().unwrap().pid().await, None);
+    assert_eq!(host.node().isolator().unwrap().pid(), None);
     let counters = &host.node().status_of("bad").unwrap().versions[0].counters;
     assert_eq!((counters.calls, counters.errors), (3, 2), "{counters:?}");
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wasi_http_service_that_hits_its_memory_limit_is_served_by_the_worker() {
+    let host = start().await;
+    let bytes = test_programs::bytes(test_programs::HTTP_HELLO_V1_COMPONENT);
+    let spec = VersionSpec {
+        service: "web".into(),
+        version: "v1".into(),
+        sha256: wasmswap_host::fetch::sha256_hex(&bytes),
+        url: None,
+        limits: serde_json::from_value(json!({"timeoutMs": 5000, "maxMemoryMB": 4})).unwrap(),
+        capabilities: Default::default(),
+    };
+    host.node().load(spec, Some(bytes)).await.unwrap();
+    host.node()
+        .set_route(
+            "web",
+            serde_json::from_value(json!({"stable": "v1"})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let base = format!("http://{}/web", host.data_addr());
+    let worker = host.node().isolator().unwrap().clone();
+    let web_isolated = || host.node().status_of("web").unwrap().versions[0].isolated;
+
+    // /echo holds the whole body in guest memory: 8 MiB is past its 4 MiB.
+    let big = vec![b'x'; 8 << 20];
+    let echo_big = || async {
+        let resp = http
+            .post(format!("{base}/echo"))
+            .body(big.clone())
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap();
+        (status, body)
+    };
+    let payload: Vec<u8> = (0..300_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let echo = || async {
+        let resp = http
+            .post(format!("{base}/echo"))
+            .body(payload.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let echoed = resp.bytes().await.unwrap();
+        assert!(
+            echoed == payload,
+            "echoed {} bytes of {}: {:?}",
+            echoed.len(),
+            payload.len(),
+            String::from_utf8_lossy(&echoed[..echoed.len().min(300)])
+        );
+    };
+    // In this process first.
+    echo().await;
+    let (status, body) = echo_big().await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (500, Some("memory_limit")),
+        "{body}"
+    );
+    assert!(web_isolated());
+    until_ready(&host, "web", || async {
+        let resp = http.get(format!("{base}/health")).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+    })
+    .await;
+    let calls_before = host.node().status_of("web").unwrap().versions[0]
+        .counters
+        .calls;
+
+    // Served by the worker: the guest sees the same path, query, method,
+    // headers and body, and its answer streams back whole.
+    let resp = http
+        .get(format!("{base}/hello/there?x=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-wasmswap-version"], "v1");
+    assert_eq!(resp.headers()["x-guest-version"], "v1");
+    assert_eq!(
+        resp.text().await.unwrap(),
+        "hello from v1 at /hello/there?x=1\n"
+    );
+    echo().await;
+    // A guest failing midway through its body there: the client sees the
+    // body break off, not a short answer that looks whole.
+    let resp = http
+        .get(format!("{base}/trap-midway"))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let got = resp.bytes().await;
+    assert_eq!(status, 200, "{got:?}");
+    assert!(got.is_err(), "the body must break off: {got:?}");
+    let resp = http.get(format!("{base}/fail")).send().await.unwrap();
+    assert_eq!(resp.status(), 500);
+    assert_eq!(resp.text().await.unwrap(), "v1 failing on purpose\n");
+    // The bomb again: its own error, from the worker, the version still
+    // isolated.
+    let (status, body) = echo_big().await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (500, Some("memory_limit")),
+        "{body}"
+    );
+    assert!(web_isolated());
+    let pid = worker.pid().expect("the worker runs");
+    assert!(worker.ready(&host.node().service("web").unwrap().route().stable));
+
+    // Each counted once, when its body ended.
+    let counters = &host.node().status_of("web").unwrap().versions[0].counters;
+    assert_eq!(counters.calls - calls_before, 5, "{counters:?}");
+    assert_eq!(pid, worker.pid().unwrap(), "one worker throughout");
     host.shutdown().await;
 }

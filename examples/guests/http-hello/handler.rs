@@ -17,6 +17,8 @@ impl wasip2::exports::http::incoming_handler::Guest for Handler {
             fetch(authority)
         } else if let Some(rounds) = path.strip_prefix("/spin?") {
             (200, format!("{}\n", spin(rounds.parse().unwrap_or(0))))
+        } else if path.starts_with("/trap-midway") {
+            (200, "the first part\n".to_string())
         } else if path.starts_with("/echo") {
             (200, String::from_utf8_lossy(&body_in).into_owned())
         } else {
@@ -37,9 +39,15 @@ impl wasip2::exports::http::incoming_handler::Guest for Handler {
             wasip2::clocks::monotonic_clock::subscribe_duration(100_000_000).block();
         }
         let stream = body.write().expect("stream taken once");
-        stream
-            .blocking_write_and_flush(text.as_bytes())
-            .expect("write body");
+        // `blocking-write-and-flush` takes at most 4096 bytes at a time.
+        for chunk in text.as_bytes().chunks(4096) {
+            stream.blocking_write_and_flush(chunk).expect("write body");
+        }
+        if path.starts_with("/trap-midway") {
+            // A guest that fails after its head and part of its body: the
+            // client must not take what it got for the whole answer.
+            panic!("failing midway through the body on purpose");
+        }
         drop(stream);
         OutgoingBody::finish(body, None).expect("finish body");
     }

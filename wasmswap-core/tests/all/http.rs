@@ -83,6 +83,31 @@ async fn a_client_that_hangs_up_is_not_a_guest_crash() {
 }
 
 #[tokio::test]
+async fn a_guest_that_fails_midway_through_its_body_ends_it_with_an_error() {
+    let v1 = version_of(test_programs::HTTP_HELLO_V1_COMPONENT);
+    // `/trap-midway` sends its head and a first part, then panics.
+    let resp = v1.handle(get("/trap-midway")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let mut got = Vec::new();
+    let failure = loop {
+        match body.frame().await {
+            Some(Ok(frame)) => got.extend_from_slice(frame.data_ref().unwrap()),
+            Some(Err(e)) => break e.to_string(),
+            None => panic!("a truncated body ended cleanly after {got:?}"),
+        }
+    };
+    assert_eq!(got, b"the first part\n");
+    assert!(failure.contains("the guest failed"), "{failure}");
+    let c = counted(&v1, 1).await;
+    assert_eq!(c.errors_of(ErrorKind::Trap), 1, "{c:?}");
+    // A guest that ends well still ends its body cleanly.
+    let (status, _, body) = text(v1.handle(get("/hello")).await.unwrap()).await;
+    assert_eq!((status, body.as_str()), (200, "hello from v1 at /hello\n"));
+    assert_eq!(v1.in_flight(), 0);
+}
+
+#[tokio::test]
 async fn a_service_swaps_http_versions() {
     let (v1, v2) = (
         version_of(test_programs::HTTP_HELLO_V1_COMPONENT),
