@@ -250,7 +250,7 @@ impl RuntimeConfig {
         self
     }
 
-    /// Where the JSON calls of a version that hit its memory limit run, for
+    /// Where the calls (JSON and wasi-http) of a version that hit its memory limit run, for
     /// [`isolation_window`](Self::isolation_window) after it did (see
     /// [`Isolator`](crate::Isolator)): `wasmswap-host` gives a worker
     /// process, so that the tenant's memory-map churn stops slowing every
@@ -261,7 +261,7 @@ impl RuntimeConfig {
         self
     }
 
-    /// How long a version's JSON calls go to the
+    /// How long a version's calls go to the
     /// [`isolator`](Self::isolator) after one of them hit its memory limit;
     /// each hit, there or here, starts the window again. Between 1 s and an
     /// hour. By default this is 60 s.

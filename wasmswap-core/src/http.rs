@@ -95,17 +95,22 @@ pub(crate) struct Placement {
 /// The response body of a wasi-http call run by the runtime's isolator:
 /// holds the call's lease until it ends, and counts the call then — a
 /// body that failed as the guest's failure there, one dropped before its
-/// end as a client that hung up.
+/// end as a client that hung up, one not done by `deadline` (the call's
+/// backstop and grace, whatever the isolator does) as a timeout.
 pub(crate) struct Counted {
     pub body: HyperOutgoingBody,
     pub version: crate::Version,
     pub started: std::time::Instant,
     pub lease: Option<crate::version::Lease>,
+    pub deadline: Pin<Box<tokio::time::Sleep>>,
+    pub timeout: std::time::Duration,
 }
 
 impl Counted {
     fn finish(&mut self, failed: Option<Error>) {
-        if self.lease.take().is_some() {
+        // The lease is let go after the call is counted: a drain that sees
+        // nothing in flight sees every call counted.
+        if let Some(_lease) = self.lease.take() {
             self.version.record_isolated_http(self.started, failed);
         }
     }
@@ -119,7 +124,20 @@ impl Body for Counted {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if self.lease.is_none() {
+            // Counted already: ended, failed or timed out.
+            return Poll::Ready(None);
+        }
         let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if polled.is_pending() && self.deadline.as_mut().poll(cx).is_ready() {
+            let timeout = self.timeout;
+            self.finish(Some(Error::Timeout(timeout)));
+            return Poll::Ready(Some(Err(wasmtime_wasi_http::Error::InternalError(Some(
+                format!(
+                    "the response body was not done within the call's time limit ({timeout:?})"
+                ),
+            )))));
+        }
         match &polled {
             Poll::Ready(None) => self.finish(None),
             Poll::Ready(Some(Err(e))) => {
@@ -294,6 +312,10 @@ impl Body for Watched {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if self.ended {
+            // Its outcome was taken; a oneshot must not be polled again.
+            return Poll::Ready(None);
+        }
         if !self.inner_done {
             match Pin::new(&mut self.inner).poll_frame(cx) {
                 Poll::Ready(None) => self.inner_done = true,

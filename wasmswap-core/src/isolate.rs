@@ -70,8 +70,17 @@ pub trait Isolator: Send + Sync + std::fmt::Debug + 'static {
     /// should be an [`Error::Isolated`](crate::Error::Isolated) with the
     /// kind it had there; once the head is back, the call counts as done
     /// when its body ends.
+    ///
+    /// By default it refuses: an isolator that serves only JSON calls
+    /// fails an isolated version's wasi-http requests (`internal`).
     #[cfg(feature = "http")]
-    fn handle(&self, version: &Version, request: http::Request<IsolatedBody>) -> IsolatedResponse;
+    fn handle(&self, version: &Version, request: http::Request<IsolatedBody>) -> IsolatedResponse {
+        let _ = (version, request);
+        Box::pin(std::future::ready(Err(crate::Error::Isolated {
+            kind: crate::ErrorKind::Internal,
+            message: "this isolator does not serve wasi-http requests".into(),
+        })))
+    }
 
     /// Whether calls may go to the isolator now (cheap, checked before
     /// [`prepare`](Self::prepare)). While not (its worker could not be

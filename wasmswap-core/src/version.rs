@@ -49,7 +49,7 @@ pub(crate) struct VersionInner {
     /// Until when (the runtime's [`clock_nanos`](Runtime::clock_nanos))
     /// calls start on the low-priority lane.
     penalized_until: AtomicU64,
-    /// Until when (the runtime's clock) JSON calls go to the runtime's
+    /// Until when (the runtime's clock) its calls go to the runtime's
     /// [`Isolator`](crate::Isolator).
     isolated_until: AtomicU64,
 }
@@ -300,7 +300,7 @@ impl Version {
         .then_some(isolator)
     }
 
-    /// Whether this version's JSON calls run in the runtime's
+    /// Whether this version's calls run in the runtime's
     /// [`Isolator`](crate::Isolator) now: one of its calls hit its memory
     /// limit within the last
     /// [`isolation_window`](crate::RuntimeConfig::isolation_window).
@@ -662,7 +662,7 @@ impl Version {
             .fetch_max(until, Ordering::Relaxed);
     }
 
-    /// Sends this version's JSON calls to the runtime's isolator, if it has
+    /// Sends this version's calls to the runtime's isolator, if it has
     /// one, for the next
     /// [`isolation_window`](crate::RuntimeConfig::isolation_window).
     fn isolate(&self) {
@@ -806,6 +806,10 @@ impl Version {
             .instrument(span)
             .await
             .unwrap_or(Err(Error::Timeout(limits.timeout())));
+        // The body is bounded as the head was: by the call's backstop and
+        // grace, counted from the call's start.
+        let deadline =
+            tokio::time::Instant::from_std(started) + limits.backstop() + ISOLATION_GRACE;
         match outcome {
             Ok(resp) => Ok(resp.map(|body| {
                 crate::http::Counted {
@@ -813,6 +817,8 @@ impl Version {
                     version: self.clone(),
                     started,
                     lease: Some(lease),
+                    deadline: Box::pin(tokio::time::sleep_until(deadline)),
+                    timeout: limits.timeout(),
                 }
                 .boxed_unsync()
             })),
@@ -896,8 +902,9 @@ struct Call<R> {
 /// lane to answer before answering `timeout` itself.
 pub(crate) const LANE_GRACE: Duration = Duration::from_millis(50);
 
-/// How long past a call's backstop an isolated call may take: to load the
-/// version into the isolator again if it lost it (a restarted worker).
+/// How long past a call's backstop an isolated call may take (its wasi-http
+/// response body included): for the isolator's own work around the call,
+/// such as loading the version again if it lost it.
 const ISOLATION_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Default)]

@@ -46,6 +46,17 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// calls in the host's own process before the next attempt.
 const START_BACKOFF: Duration = Duration::from_secs(30);
 
+/// After a version failed to load into the worker, how long its calls run
+/// in the host's own process before the next attempt.
+const LOAD_BACKOFF: Duration = Duration::from_secs(30);
+
+/// How many calls in a row may fail to get an answer from a worker that
+/// still runs before it is taken for broken, killed and replaced.
+const MAX_TRANSPORT_FAILURES: u32 = 3;
+
+/// How much of an error from the worker the host reads.
+const MAX_ERROR_BYTES: usize = 64 * 1024;
+
 /// How the host starts its worker.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -72,6 +83,8 @@ struct Inner {
     starting: tokio::sync::Mutex<()>,
     /// Version keys being loaded into the worker in the background.
     loading: Mutex<HashSet<String>>,
+    /// When a version (by key) last failed to load there.
+    load_failed: Mutex<HashMap<String, std::time::Instant>>,
     /// The binaries of the host's loaded versions, by SHA-256: what a
     /// version is loaded into the worker from.
     binaries: Mutex<HashMap<String, Bytes>>,
@@ -91,6 +104,8 @@ struct Running {
     forward: Client<HttpConnector, IsolatedBody>,
     /// Version keys loaded there.
     loaded: Mutex<HashSet<String>>,
+    /// Calls in a row that got no answer while it kept running.
+    transport_failures: std::sync::atomic::AtomicU32,
 }
 
 /// Why an isolated call could not be made: the worker's failure, not the
@@ -111,6 +126,7 @@ impl WorkerProcess {
                 running: Mutex::new(None),
                 starting: tokio::sync::Mutex::new(()),
                 loading: Mutex::new(HashSet::new()),
+                load_failed: Mutex::new(HashMap::new()),
                 binaries: Mutex::new(HashMap::new()),
                 start_failed: Mutex::new(None),
             }),
@@ -227,7 +243,40 @@ impl WorkerProcess {
             client: Client::builder(TokioExecutor::new()).build(connector.clone()),
             forward: Client::builder(TokioExecutor::new()).build(connector),
             loaded: Mutex::new(HashSet::new()),
+            transport_failures: Default::default(),
         })
+    }
+
+    /// The running worker, without starting one: a call goes there only
+    /// once [`Isolator::prepare`] found its version loaded, and if the
+    /// worker went away since, the call fails rather than wait for another.
+    fn current(&self) -> Result<Arc<Running>, Error> {
+        self.inner
+            .running
+            .lock()
+            .clone()
+            .ok_or_else(|| worker_failed("the worker went away"))
+    }
+
+    /// After a call got no answer: forgets the worker if it died, and kills
+    /// and forgets it if it keeps failing to answer while it runs.
+    /// Returns whether it had died.
+    async fn transport_failed(&self, running: &Arc<Running>) -> bool {
+        use std::sync::atomic::Ordering;
+        if running.exited().await {
+            self.forget(running);
+            return true;
+        }
+        let failures = running.transport_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if failures >= MAX_TRANSPORT_FAILURES {
+            tracing::error!(
+                failures,
+                "the isolation worker runs but does not answer; replacing it"
+            );
+            let _ = running.child.lock().start_kill();
+            self.forget(running);
+        }
+        false
     }
 
     /// Forgets `dead` (if it is still the worker): the next call starts another.
@@ -269,7 +318,7 @@ impl WorkerProcess {
     }
 
     async fn call(self, version: Version, call: CallRequest) -> Result<Json, Error> {
-        let running = self.running().await?;
+        let running = self.current()?;
         let key = version_key(&version);
         let body = Bytes::from(serde_json::to_vec(&call).map_err(worker_failed)?);
         let path = format!("/versions/{key}/call");
@@ -284,12 +333,11 @@ impl WorkerProcess {
                 Err(e) => {
                     // If the worker died, start another next time. This
                     // call fails: it may have been what killed it.
-                    if running.exited().await {
-                        self.forget(&running);
-                    }
+                    self.transport_failed(&running).await;
                     return Err(e);
                 }
             };
+            running.answered();
             if status == StatusCode::NOT_FOUND && loaded {
                 // Loaded once but gone (unloaded meanwhile): load it again.
                 running.loaded.lock().remove(&key);
@@ -319,7 +367,13 @@ impl WorkerProcess {
     /// Starts the worker if need be and loads `version` there, in the
     /// background: its calls run in this process meanwhile.
     fn load_in_background(&self, version: Version, key: String) {
-        if !self.inner.loading.lock().insert(key.clone()) {
+        let failed_lately = self
+            .inner
+            .load_failed
+            .lock()
+            .get(&key)
+            .is_some_and(|at| at.elapsed() < LOAD_BACKOFF);
+        if failed_lately || !self.inner.loading.lock().insert(key.clone()) {
             return;
         }
         let this = self.clone();
@@ -330,10 +384,15 @@ impl WorkerProcess {
             };
             match loaded {
                 Ok(()) => {
-                    tracing::info!(version = %version.label(), "loaded into the isolation worker")
+                    this.inner.load_failed.lock().remove(&key);
+                    tracing::info!(version = %version.label(), "loaded into the isolation worker");
                 }
                 Err(e) => {
-                    tracing::warn!(version = %version.label(), error = %e, "cannot load into the isolation worker; its calls run in this process")
+                    this.inner
+                        .load_failed
+                        .lock()
+                        .insert(key.clone(), std::time::Instant::now());
+                    tracing::warn!(version = %version.label(), error = %e, "cannot load into the isolation worker; its calls run in this process for {LOAD_BACKOFF:?}");
                 }
             }
             this.inner.loading.lock().remove(&key);
@@ -346,7 +405,7 @@ impl WorkerProcess {
         version: Version,
         request: http::Request<IsolatedBody>,
     ) -> Result<HttpResponse, Error> {
-        let running = self.running().await?;
+        let running = self.current()?;
         let key = version_key(&version);
         let (mut parts, body) = request.into_parts();
         let authority = parts
@@ -370,9 +429,18 @@ impl WorkerProcess {
         parts.uri = format!("{}/versions/{key}/http{path_and_query}", running.base)
             .parse()
             .map_err(worker_failed)?;
-        // The worker speaks HTTP/1.1, whatever the client spoke.
+        // The worker speaks HTTP/1.1, whatever the client spoke; the
+        // client's connection is not the worker's.
         parts.version = http::Version::HTTP_11;
+        strip_hop_by_hop(&mut parts.headers);
         let header = |v: String| http::HeaderValue::try_from(v).map_err(worker_failed);
+        if !parts.headers.contains_key(http::header::HOST) {
+            // An HTTP/2 request has none: the guest sees the authority, as
+            // here, not the worker's address.
+            parts
+                .headers
+                .insert(http::header::HOST, header(authority.clone())?);
+        }
         parts.headers.insert(TOKEN_HEADER, running.token.clone());
         parts.headers.insert(AUTHORITY_HEADER, header(authority)?);
         parts.headers.insert(SCHEME_HEADER, header(scheme)?);
@@ -384,49 +452,53 @@ impl WorkerProcess {
                 return Err(Error::ClientClosed(format!("the request body failed: {e}")));
             }
             Err(e) => {
-                if running.exited().await {
-                    // Perhaps this call's doing: the next isolated call
-                    // starts another.
-                    self.forget(&running);
-                    return Err(worker_failed(e));
-                }
-                // The worker lives: the guest's response broke off there
-                // before its head got out.
-                return Err(Error::Isolated {
-                    kind: ErrorKind::Trap,
-                    message: format!("the response failed in the isolation worker: {e}"),
-                });
+                // Perhaps this call's doing, if it died: the next isolated
+                // call starts another.
+                self.transport_failed(&running).await;
+                return Err(worker_failed(e));
             }
         };
-        if let Some(kind) = resp.headers().get(ERROR_KIND_HEADER).cloned() {
+        running.answered();
+        // The worker marks its own errors (the guest's responses never
+        // carry the mark: it removes it from them).
+        if let Some(mark) = resp.headers().get(ERROR_KIND_HEADER).cloned() {
             // Failed before the guest's response head: the worker's JSON
             // error, with the failure's kind.
-            let status = resp.status();
-            let body = resp
-                .into_body()
+            let body = http_body_util::Limited::new(resp.into_body(), MAX_ERROR_BYTES)
                 .collect()
                 .await
-                .map_err(worker_failed)?
+                .map_err(|e| worker_failed(format!("reading its error: {e}")))?
                 .to_bytes();
             let message = serde_json::from_slice::<Json>(&body)
                 .ok()
                 .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
                 .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-            let kind = kind.to_str().ok().and_then(ErrorKind::from_name);
-            if status == StatusCode::NOT_FOUND && kind.is_none() {
+            let mark = mark.to_str().unwrap_or_default();
+            if mark == "unknown_version" {
                 // Not loaded there (any more): load it again for later calls.
                 running.loaded.lock().remove(&key);
             }
             return Err(Error::Isolated {
-                kind: kind.unwrap_or(ErrorKind::Internal),
+                kind: ErrorKind::from_name(mark).unwrap_or(ErrorKind::Internal),
                 message,
             });
         }
-        Ok(resp.map(|body| body.map_err(wasmtime_wasi_http::Error::from).boxed_unsync()))
+        let (mut parts, body) = resp.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        Ok(http::Response::from_parts(
+            parts,
+            body.map_err(wasmtime_wasi_http::Error::from).boxed_unsync(),
+        ))
     }
 }
 
 impl Running {
+    /// Notes an answer: the worker works.
+    fn answered(&self) {
+        self.transport_failures
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Whether the worker process has ended. Waits a little for an answer:
     /// a killed process's connections close before the kernel reaps it.
     async fn exited(&self) -> bool {
@@ -532,6 +604,33 @@ fn request_body_failed(e: &hyper_util::client::legacy::Error) -> bool {
         source = s.source();
     }
     false
+}
+
+/// Removes the headers that belong to one connection (RFC 9110 §7.6.1),
+/// and those the `Connection` header names: a forwarded message gets its
+/// own framing and connection.
+fn strip_hop_by_hop(headers: &mut http::HeaderMap) {
+    let named: Vec<http::HeaderName> = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| http::HeaderName::try_from(name.trim()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        http::header::CONNECTION,
+        http::header::TE,
+        http::header::TRANSFER_ENCODING,
+        http::header::UPGRADE,
+        http::header::TRAILER,
+    ] {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
 }
 
 /// A token only the host and its worker know.

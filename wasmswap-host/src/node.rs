@@ -175,7 +175,7 @@ pub struct VersionStatus {
     pub role: String,
     /// Calls running on it now.
     pub in_flight: u64,
-    /// Whether its JSON calls run in the isolation worker now (a call hit
+    /// Whether its calls run in the isolation worker now (a call hit
     /// its memory limit lately; see [`crate::isolate`]).
     #[serde(default)]
     pub isolated: bool,

@@ -341,8 +341,11 @@ impl Worker {
             .map_err(|e| ApiError::bad_request(format!("bad forwarded URI: {e}")))?;
         let served = version.handle(http::Request::from_parts(parts, body)).await;
         match served {
-            Ok(resp) => {
+            Ok(mut resp) => {
                 use http_body_util::BodyExt as _;
+                // The mark is the worker's alone: a guest's answer that
+                // carried it would pass for the worker's error.
+                resp.headers_mut().remove(ERROR_KIND_HEADER);
                 Ok(resp.map(|b| {
                     FlushFirst {
                         inner: b.map_err(|e| -> crate::body::BoxError { Box::new(e) }),

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use wasmswap_core::ErrorKind;
 use wasmswap_host::{Host, HostConfig, VersionSpec};
 
 async fn start() -> Host {
@@ -265,7 +266,7 @@ async fn a_wasi_http_service_that_hits_its_memory_limit_is_served_by_the_worker(
         version: "v1".into(),
         sha256: wasmswap_host::fetch::sha256_hex(&bytes),
         url: None,
-        limits: serde_json::from_value(json!({"timeoutMs": 5000, "maxMemoryMB": 4})).unwrap(),
+        limits: serde_json::from_value(json!({"timeoutMs": 1000, "maxMemoryMB": 4})).unwrap(),
         capabilities: Default::default(),
     };
     host.node().load(spec, Some(bytes)).await.unwrap();
@@ -329,6 +330,7 @@ async fn a_wasi_http_service_that_hits_its_memory_limit_is_served_by_the_worker(
     let calls_before = host.node().status_of("web").unwrap().versions[0]
         .counters
         .calls;
+    let pid = worker.pid().expect("the worker runs");
 
     // Served by the worker: the guest sees the same path, query, method,
     // headers and body, and its answer streams back whole.
@@ -368,12 +370,57 @@ async fn a_wasi_http_service_that_hits_its_memory_limit_is_served_by_the_worker(
         "{body}"
     );
     assert!(web_isolated());
-    let pid = worker.pid().expect("the worker runs");
     assert!(worker.ready(&host.node().service("web").unwrap().route().stable));
 
     // Each counted once, when its body ended.
     let counters = &host.node().status_of("web").unwrap().versions[0].counters;
     assert_eq!(counters.calls - calls_before, 5, "{counters:?}");
-    assert_eq!(pid, worker.pid().unwrap(), "one worker throughout");
+    assert_eq!(Some(pid), worker.pid(), "one worker throughout");
+
+    // A worker that stops midway through a body (`/slow` writes it 100 ms
+    // after the head; SIGSTOP meanwhile): the body breaks off at the
+    // call's deadline (its 1 s timeout and 2 s of grace), counted as a
+    // timeout, and the version is not left in flight.
+    let signal = |sig: &str| {
+        let sent = std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    };
+    let timeouts = || {
+        host.node().status_of("web").unwrap().versions[0]
+            .counters
+            .errors_of(ErrorKind::Timeout)
+    };
+    let before = timeouts();
+    let resp = http.get(format!("{base}/slow")).send().await.unwrap();
+    signal("-STOP");
+    assert_eq!(resp.status(), 200);
+    let started = std::time::Instant::now();
+    let got = resp.bytes().await;
+    let waited = started.elapsed();
+    signal("-CONT");
+    assert!(got.is_err(), "the body must break off: {got:?}");
+    assert!(
+        waited < Duration::from_secs(10),
+        "broke off after {waited:?}"
+    );
+    assert_eq!(timeouts(), before + 1);
+    assert_eq!(
+        host.node().status_of("web").unwrap().versions[0].in_flight,
+        0
+    );
+
+    // The calls really went to the worker: with it killed, the next one
+    // fails there (the one after runs here while another worker starts).
+    signal("-9");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let resp = http.get(format!("{base}/hello")).send().await.unwrap();
+    assert_eq!(resp.status(), 500);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "internal", "{body}");
+    let resp = http.get(format!("{base}/hello")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
     host.shutdown().await;
 }

@@ -263,14 +263,22 @@ pin_project! {
         #[pin]
         body: B,
         answering: Option<Answering>,
+        // A request body's: set while it has not ended.
+        unread: Option<Arc<AtomicBool>>,
     }
 }
 
 impl<B: http_body::Body> Tracked<B> {
     /// A request body, counted until its end (at once if it has none).
-    pub(crate) fn request(body: B, answering: &Answering) -> Self {
-        let answering = (!body.is_end_stream()).then(|| answering.clone());
-        Tracked { body, answering }
+    /// `unread` says, while it holds, that the body has not ended.
+    pub(crate) fn request(body: B, answering: &Answering, unread: &Arc<AtomicBool>) -> Self {
+        let open = !body.is_end_stream();
+        unread.store(open, Ordering::Release);
+        Tracked {
+            body,
+            answering: open.then(|| answering.clone()),
+            unread: open.then(|| unread.clone()),
+        }
     }
 }
 
@@ -280,6 +288,7 @@ impl<B> Tracked<B> {
         Tracked {
             body,
             answering: Some(answering),
+            unread: None,
         }
     }
 
@@ -288,6 +297,7 @@ impl<B> Tracked<B> {
         Tracked {
             body,
             answering: None,
+            unread: None,
         }
     }
 }
@@ -311,6 +321,9 @@ impl<B: http_body::Body> http_body::Body for Tracked<B> {
         if matches!(frame, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
             // Ended: the rest of the exchange no longer waits on it.
             this.answering.take();
+            if let Some(unread) = this.unread.take() {
+                unread.store(false, Ordering::Release);
+            }
         }
         frame
     }

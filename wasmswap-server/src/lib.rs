@@ -132,7 +132,9 @@ pub async fn serve<H, Fut, B>(
                     service_fn(move |req: http::Request<hyper::body::Incoming>| {
                         let handler = handler.clone();
                         let answering = activity.begin();
-                        let req = req.map(|b| Tracked::request(b, &answering));
+                        let unread = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                        let req = req.map(|b| Tracked::request(b, &answering, &unread));
+                        let http1 = req.version() <= http::Version::HTTP_11;
                         let tunnel = req.method() == http::Method::CONNECT;
                         let keep_alive = keep_alive
                             .clone()
@@ -145,6 +147,21 @@ pub async fn serve<H, Fut, B>(
                             {
                                 answering.hand_over();
                                 return Ok::<_, Infallible>(resp.map(Tracked::untracked));
+                            }
+                            if http1
+                                && (status.is_client_error() || status.is_server_error())
+                                && unread.load(std::sync::atomic::Ordering::Acquire)
+                            {
+                                // Refused before its upload was read (too
+                                // large, bad, or the handler failed): the
+                                // rest will not be read, so hyper closes the
+                                // connection after this answer. Said here, so
+                                // that the client does not send its next
+                                // request on it as it closes.
+                                resp.headers_mut().insert(
+                                    http::header::CONNECTION,
+                                    http::HeaderValue::from_static("close"),
+                                );
                             }
                             let closes = resp
                                 .headers()

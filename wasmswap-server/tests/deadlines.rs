@@ -35,6 +35,12 @@ async fn server(header: Duration, idle: Duration) -> SocketAddr {
             };
             return answer.body(String::new()).unwrap();
         }
+        if req.uri().path() == "/reject" {
+            // Refuses the upload without reading it.
+            let mut answer = http::Response::new(String::from("ok"));
+            *answer.status_mut() = http::StatusCode::PAYLOAD_TOO_LARGE;
+            return answer;
+        }
         if req.uri().path() == "/read-later" {
             // Answers at once and reads the upload afterwards.
             tokio::spawn(http_body_util::BodyExt::collect(req.into_body()));
@@ -243,6 +249,39 @@ async fn an_upload_read_after_the_answer_is_not_a_stalled_request() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         s.write_all(&[*b]).await.unwrap();
     }
+    s.write_all(GET).await.unwrap();
+    assert!(response(&mut s).await.starts_with("HTTP/1.1 200"));
+}
+
+#[tokio::test]
+async fn an_upload_refused_unread_says_the_connection_closes() {
+    let addr = server(Duration::from_secs(5), Duration::from_secs(30)).await;
+    // Refused before its body was read: the answer says the connection
+    // closes (the client must not send its next request on it), and it does.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"POST /reject HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\npartial")
+        .await
+        .unwrap();
+    let answer = response(&mut s).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    assert!(closed_after(&mut s).await < Duration::from_secs(5));
+
+    // An error answer to a request whose body was all read keeps the
+    // connection, as does one with no body.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /reject HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = response(&mut s).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(
+        !answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
     s.write_all(GET).await.unwrap();
     assert!(response(&mut s).await.starts_with("HTTP/1.1 200"));
 }
