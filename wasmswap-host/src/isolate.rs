@@ -83,6 +83,8 @@ struct Inner {
     starting: tokio::sync::Mutex<()>,
     /// Version keys being loaded into the worker in the background.
     loading: Mutex<HashSet<String>>,
+    /// Versions unloaded from the host while loading into the worker.
+    cancelled: Mutex<HashSet<String>>,
     /// When a version (by key) last failed to load there.
     load_failed: Mutex<HashMap<String, std::time::Instant>>,
     /// The binaries of the host's loaded versions, by SHA-256: what a
@@ -127,6 +129,7 @@ impl WorkerProcess {
                 starting: tokio::sync::Mutex::new(()),
                 loading: Mutex::new(HashSet::new()),
                 load_failed: Mutex::new(HashMap::new()),
+                cancelled: Mutex::new(HashSet::new()),
                 binaries: Mutex::new(HashMap::new()),
                 start_failed: Mutex::new(None),
             }),
@@ -151,20 +154,15 @@ impl WorkerProcess {
 
     /// Unloads a version from the worker, if it is there.
     pub async fn unload(&self, version: &Version) {
+        let key = version_key(version);
+        if self.inner.loading.lock().contains(&key) {
+            // Its load, still under way, unloads it when done.
+            self.inner.cancelled.lock().insert(key.clone());
+        }
         let Some(running) = self.inner.running.lock().clone() else {
             return;
         };
-        let key = version_key(version);
-        if running.loaded.lock().remove(&key) {
-            let _ = running
-                .send(
-                    Method::DELETE,
-                    &format!("/versions/{key}"),
-                    None,
-                    Bytes::new(),
-                )
-                .await;
-        }
+        running.unload(&key).await;
     }
 
     /// The worker's process ID, if it runs.
@@ -376,6 +374,7 @@ impl WorkerProcess {
         if failed_lately || !self.inner.loading.lock().insert(key.clone()) {
             return;
         }
+        self.inner.cancelled.lock().remove(&key);
         let this = self.clone();
         tokio::spawn(async move {
             let loaded = match this.running().await {
@@ -396,6 +395,12 @@ impl WorkerProcess {
                 }
             }
             this.inner.loading.lock().remove(&key);
+            let cancelled = this.inner.cancelled.lock().remove(&key);
+            let running = this.inner.running.lock().clone();
+            if cancelled && let Some(running) = running {
+                // Unloaded from the host meanwhile: not kept there either.
+                running.unload(&key).await;
+            }
         });
     }
 
@@ -493,6 +498,20 @@ impl WorkerProcess {
 }
 
 impl Running {
+    /// Forgets version `key` here and in the worker, if it is loaded.
+    async fn unload(&self, key: &str) {
+        if self.loaded.lock().remove(key) {
+            let _ = self
+                .send(
+                    Method::DELETE,
+                    &format!("/versions/{key}"),
+                    None,
+                    Bytes::new(),
+                )
+                .await;
+        }
+    }
+
     /// Notes an answer: the worker works.
     fn answered(&self) {
         self.transport_failures

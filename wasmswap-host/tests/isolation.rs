@@ -20,25 +20,31 @@ async fn start() -> Host {
     .unwrap()
 }
 
-/// Loads the hostile guest as `bad/v1` (32 MiB) and routes to it.
-async fn load_hostile(host: &Host) {
-    let bytes = test_programs::bytes(test_programs::HOSTILE_MODULE);
+/// Loads `program` as `{service}/v1` under `limits` and routes to it.
+async fn load(host: &Host, service: &str, program: &str, limits: Value) {
+    let bytes = test_programs::bytes(program);
     let spec = VersionSpec {
-        service: "bad".into(),
+        service: service.into(),
         version: "v1".into(),
         sha256: wasmswap_host::fetch::sha256_hex(&bytes),
         url: None,
-        limits: serde_json::from_value(json!({"timeoutMs": 5000, "maxMemoryMB": 32})).unwrap(),
+        limits: serde_json::from_value(limits).unwrap(),
         capabilities: Default::default(),
     };
     host.node().load(spec, Some(bytes)).await.unwrap();
     host.node()
         .set_route(
-            "bad",
+            service,
             serde_json::from_value(json!({"stable": "v1"})).unwrap(),
         )
         .await
         .unwrap();
+}
+
+/// Loads the hostile guest as `bad/v1` (32 MiB) and routes to it.
+async fn load_hostile(host: &Host) {
+    let limits = json!({"timeoutMs": 5000, "maxMemoryMB": 32});
+    load(host, "bad", test_programs::HOSTILE_MODULE, limits).await;
 }
 
 /// Calls `bad/{function}`: status, version header, body.
@@ -220,6 +226,57 @@ async fn a_memory_bomb_moves_to_the_worker_process_and_stays_contained() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_unloaded_while_loading_into_the_worker_is_not_kept_there() {
+    let host = start().await;
+    load_hostile(&host).await;
+    let http = reqwest::Client::new();
+    let worker = host.node().isolator().unwrap().clone();
+    let v1 = host.node().service("bad").unwrap().route().stable;
+    let (status, _, body) = call(&http, &host, "memory_bomb").await;
+    assert_eq!(status, 500, "{body}");
+    assert!(isolated(&host));
+    // The next call starts the worker and the load; the version is routed
+    // away from and unloaded at once, most likely while it still loads.
+    assert_eq!(call(&http, &host, "health_check").await.0, 200);
+    let bytes = test_programs::bytes(test_programs::NUMERIC_MODULE);
+    let spec = VersionSpec {
+        service: "bad".into(),
+        version: "v2".into(),
+        sha256: wasmswap_host::fetch::sha256_hex(&bytes),
+        url: None,
+        limits: Default::default(),
+        capabilities: Default::default(),
+    };
+    host.node().load(spec, Some(bytes)).await.unwrap();
+    host.node()
+        .set_route(
+            "bad",
+            serde_json::from_value(json!({"stable": "v2"})).unwrap(),
+        )
+        .await
+        .unwrap();
+    host.node()
+        .unload("bad", "v1", Duration::from_secs(5))
+        .await
+        .unwrap();
+    // Once the worker has started and the load has had time to end, the
+    // version is not held there.
+    for _ in 0..100 {
+        if worker.pid().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(worker.pid().is_some(), "the worker started");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !worker.ready(&v1),
+        "an unloaded version stayed in the worker"
+    );
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_that_cannot_start_leaves_calls_in_this_process() {
     // `true` exits at once without saying where it listens.
     let host = Host::start(HostConfig {
@@ -260,23 +317,8 @@ async fn a_worker_that_cannot_start_leaves_calls_in_this_process() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wasi_http_service_that_hits_its_memory_limit_is_served_by_the_worker() {
     let host = start().await;
-    let bytes = test_programs::bytes(test_programs::HTTP_HELLO_V1_COMPONENT);
-    let spec = VersionSpec {
-        service: "web".into(),
-        version: "v1".into(),
-        sha256: wasmswap_host::fetch::sha256_hex(&bytes),
-        url: None,
-        limits: serde_json::from_value(json!({"timeoutMs": 1000, "maxMemoryMB": 4})).unwrap(),
-        capabilities: Default::default(),
-    };
-    host.node().load(spec, Some(bytes)).await.unwrap();
-    host.node()
-        .set_route(
-            "web",
-            serde_json::from_value(json!({"stable": "v1"})).unwrap(),
-        )
-        .await
-        .unwrap();
+    let limits = json!({"timeoutMs": 1000, "maxMemoryMB": 4});
+    load(&host, "web", test_programs::HTTP_HELLO_V1_COMPONENT, limits).await;
     let http = reqwest::Client::new();
     let base = format!("http://{}/web", host.data_addr());
     let worker = host.node().isolator().unwrap().clone();
