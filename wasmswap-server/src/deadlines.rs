@@ -90,6 +90,7 @@ pin_project! {
     /// The connection's socket, which ends the connection when a deadline
     /// passes: an error when headers stall, end-of-stream when idle (so
     /// hyper closes it as if the client had).
+    #[project = DeadlinesProj]
     pub(crate) struct Deadlines<T> {
         #[pin]
         io: T,
@@ -102,16 +103,23 @@ pin_project! {
         last_io: Instant,
         timer: Pin<Box<Sleep>>,
         armed: Instant,
+        // Writes: how long one may wait for the client to read, since when
+        // the current one has waited, and its timer.
+        write_timeout: Duration,
+        write_stalled_since: Option<Instant>,
+        write_timer: Pin<Box<Sleep>>,
     }
 }
 
 impl<T> Deadlines<T> {
     /// Wraps `io`; `limits` is `Some((header_timeout, idle_timeout))` for an
-    /// HTTP/1 connection, `None` to pass everything through.
+    /// HTTP/1 connection, `None` to pass reads through; `write_timeout`
+    /// bounds a write that makes no progress, on any connection.
     pub(crate) fn new(
         io: T,
         activity: Arc<Activity>,
         limits: Option<(Duration, Duration)>,
+        write_timeout: Duration,
     ) -> Self {
         let now = Instant::now();
         Deadlines {
@@ -123,6 +131,9 @@ impl<T> Deadlines<T> {
             last_io: now,
             timer: Box::pin(tokio::time::sleep_until(now)),
             armed: now,
+            write_timeout,
+            write_stalled_since: None,
+            write_timer: Box::pin(tokio::time::sleep_until(now)),
         }
     }
 }
@@ -216,8 +227,9 @@ impl<T: AsyncWrite> AsyncWrite for Deadlines<T> {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.project();
-        wrote(this.io.poll_write(cx, data), this.last_io)
+        let mut this = self.project();
+        let written = this.io.as_mut().poll_write(cx, data);
+        progress(written, &mut this, cx)
     }
 
     fn poll_write_vectored(
@@ -225,8 +237,9 @@ impl<T: AsyncWrite> AsyncWrite for Deadlines<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = self.project();
-        wrote(this.io.poll_write_vectored(cx, bufs), this.last_io)
+        let mut this = self.project();
+        let written = this.io.as_mut().poll_write_vectored(cx, bufs);
+        progress(written, &mut this, cx)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -242,15 +255,45 @@ impl<T: AsyncWrite> AsyncWrite for Deadlines<T> {
     }
 }
 
-/// Passes a write's result on, noting when bytes went out: the idle clock
-/// runs from the connection's last traffic either way.
-fn wrote(written: Poll<io::Result<usize>>, last_io: &mut Instant) -> Poll<io::Result<usize>> {
-    if let Poll::Ready(Ok(n)) = written
-        && n > 0
-    {
-        *last_io = Instant::now();
+/// Passes a write's result on, noting when bytes went out (the idle clock
+/// runs from the connection's last traffic either way), and failing a
+/// write that has waited `write_timeout` for the client to read: a client
+/// that stops reading would otherwise hold its response (and what the
+/// response holds: a guest, a version in flight) for as long as it likes.
+fn progress<T>(
+    written: Poll<io::Result<usize>>,
+    this: &mut DeadlinesProj<'_, T>,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    match written {
+        Poll::Ready(Ok(n)) => {
+            if n > 0 {
+                *this.last_io = Instant::now();
+            }
+            *this.write_stalled_since = None;
+            Poll::Ready(Ok(n))
+        }
+        Poll::Pending if !this.activity.upgraded.load(Ordering::Acquire) => {
+            let timeout = *this.write_timeout;
+            let since = *this.write_stalled_since.get_or_insert_with(|| {
+                let now = Instant::now();
+                if let Some(deadline) = now.checked_add(timeout) {
+                    this.write_timer.as_mut().reset(deadline);
+                }
+                now
+            });
+            if since.checked_add(timeout).is_some() && this.write_timer.as_mut().poll(cx).is_ready()
+            {
+                tracing::debug!(?timeout, "the client stopped reading; closing");
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("the client read nothing for {timeout:?}"),
+                )));
+            }
+            Poll::Pending
+        }
+        other => other,
     }
-    written
 }
 
 pin_project! {

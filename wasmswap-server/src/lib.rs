@@ -52,6 +52,10 @@ pub struct ServerLimits {
     /// answered (its body read or its response sent), nor to an upgraded
     /// connection or a tunnel.
     pub idle_timeout: Duration,
+    /// A connection whose writes make no progress this long (a client that
+    /// stopped reading its response, HTTP/1 or HTTP/2) is closed, and the
+    /// response it held is dropped. Not for upgraded connections.
+    pub write_timeout: Duration,
     /// After a stop signal, how long in-flight requests may take to finish.
     pub shutdown_grace: Duration,
     /// Open connections at most; the listener waits for one to close.
@@ -63,6 +67,7 @@ impl Default for ServerLimits {
         ServerLimits {
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(120),
+            write_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(30),
             max_connections: 4096,
         }
@@ -178,6 +183,7 @@ pub async fn serve<H, Fut, B>(
                 let builder = builder.clone();
                 let watcher = graceful.watcher();
                 let (header_timeout, idle_timeout) = (limits.header_read_timeout, limits.idle_timeout);
+                let write_timeout = limits.write_timeout;
                 tokio::spawn(async move {
                     let _permit = permit;
                     // hyper-util reads the first bytes to tell HTTP/1 from
@@ -188,7 +194,7 @@ pub async fn serve<H, Fut, B>(
                         return;
                     };
                     let limits = (protocol == Protocol::Http1).then_some((header_timeout, idle_timeout));
-                    let io = TokioIo::new(Deadlines::new(stream, activity, limits));
+                    let io = TokioIo::new(Deadlines::new(stream, activity, limits, write_timeout));
                     let conn = builder.serve_connection_with_upgrades(io, svc);
                     if let Err(e) = watcher.watch(conn.into_owned()).await {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");

@@ -285,3 +285,94 @@ async fn an_upload_refused_unread_says_the_connection_closes() {
     s.write_all(GET).await.unwrap();
     assert!(response(&mut s).await.starts_with("HTTP/1.1 200"));
 }
+
+/// A 16 MiB response body, sent 64 KiB at a time, that notes when it is
+/// dropped.
+struct Big {
+    left: usize,
+    dropped: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl http_body::Body for Big {
+    type Data = hyper::body::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<hyper::body::Bytes>, Self::Error>>> {
+        let n = self.left.min(64 * 1024);
+        self.left -= n;
+        std::task::Poll::Ready((n > 0).then(|| Ok(http_body::Frame::data(vec![b'x'; n].into()))))
+    }
+}
+
+impl Drop for Big {
+    fn drop(&mut self) {
+        self.dropped
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_off_at_the_write_timeout() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let bodies: Arc<std::sync::Mutex<Vec<Arc<AtomicBool>>>> = Arc::default();
+    let handler = {
+        let bodies = bodies.clone();
+        move |_req, _peer| {
+            let dropped = Arc::new(AtomicBool::new(false));
+            bodies.lock().unwrap().push(dropped.clone());
+            async move {
+                http::Response::new(Big {
+                    left: 16 << 20,
+                    dropped,
+                })
+            }
+        }
+    };
+    let limits = ServerLimits {
+        write_timeout: Duration::from_millis(300),
+        ..ServerLimits::default()
+    };
+    tokio::spawn(serve(listener, handler, limits, std::future::pending()));
+
+    // Asks for 16 MiB and reads none of it: the socket's buffers fill, the
+    // server's writes wait, and at the write timeout it lets go.
+    let mut stalled = TcpStream::connect(addr).await.unwrap();
+    stalled.write_all(GET).await.unwrap();
+    let started = Instant::now();
+    while bodies
+        .lock()
+        .unwrap()
+        .first()
+        .is_none_or(|d| !d.load(Ordering::Acquire))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the response is still held after {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // A client that reads gets all of it, however long it takes past the
+    // write timeout in all.
+    let mut reading = TcpStream::connect(addr).await.unwrap();
+    reading.write_all(GET).await.unwrap();
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 256 * 1024];
+    while got < 16 << 20 {
+        let n = tokio::time::timeout(Duration::from_secs(5), reading.read(&mut buf))
+            .await
+            .expect("bytes keep coming")
+            .unwrap();
+        assert!(n > 0, "closed after {got} bytes");
+        got += n;
+        // Slower than the server writes, never stalled for 300 ms.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
