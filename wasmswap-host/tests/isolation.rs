@@ -324,29 +324,23 @@ async fn a_wasi_http_service_that_hits_its_memory_limit_is_served_by_the_worker(
     let worker = host.node().isolator().unwrap().clone();
     let web_isolated = || host.node().status_of("web").unwrap().versions[0].isolated;
 
+    // POSTs `body` to /echo: status and answer.
+    let post_echo = |body: Vec<u8>| {
+        let request = http.post(format!("{base}/echo")).body(body);
+        async move {
+            let resp = request.send().await.unwrap();
+            (resp.status().as_u16(), resp.bytes().await.unwrap())
+        }
+    };
     // /echo holds the whole body in guest memory: 8 MiB is past its 4 MiB.
-    let big = vec![b'x'; 8 << 20];
     let echo_big = || async {
-        let resp = http
-            .post(format!("{base}/echo"))
-            .body(big.clone())
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status().as_u16();
-        let body: Value = resp.json().await.unwrap();
-        (status, body)
+        let (status, body) = post_echo(vec![b'x'; 8 << 20]).await;
+        (status, serde_json::from_slice::<Value>(&body).unwrap())
     };
     let payload: Vec<u8> = (0..300_000u32).map(|i| b'a' + (i % 26) as u8).collect();
     let echo = || async {
-        let resp = http
-            .post(format!("{base}/echo"))
-            .body(payload.clone())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        let echoed = resp.bytes().await.unwrap();
+        let (status, echoed) = post_echo(payload.clone()).await;
+        assert_eq!(status, 200);
         assert!(
             echoed == payload,
             "echoed {} bytes of {}: {:?}",
