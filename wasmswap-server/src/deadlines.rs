@@ -312,16 +312,18 @@ pin_project! {
 }
 
 impl<B: http_body::Body> Tracked<B> {
-    /// A request body, counted until its end (at once if it has none).
-    /// `unread` says, while it holds, that the body has not ended.
-    pub(crate) fn request(body: B, answering: &Answering, unread: &Arc<AtomicBool>) -> Self {
-        let open = !body.is_end_stream();
-        unread.store(open, Ordering::Release);
-        Tracked {
+    /// A request body, counted until its end (at once if it has none),
+    /// and, if it has one, a flag that holds until that end: whether the
+    /// body is still unread. A body-less request (most of them) costs no
+    /// allocation for it.
+    pub(crate) fn request(body: B, answering: &Answering) -> (Self, Option<Arc<AtomicBool>>) {
+        let unread = (!body.is_end_stream()).then(|| Arc::new(AtomicBool::new(true)));
+        let tracked = Tracked {
             body,
-            answering: open.then(|| answering.clone()),
-            unread: open.then(|| unread.clone()),
-        }
+            answering: unread.is_some().then(|| answering.clone()),
+            unread: unread.clone(),
+        };
+        (tracked, unread)
     }
 }
 

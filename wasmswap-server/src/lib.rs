@@ -137,8 +137,9 @@ pub async fn serve<H, Fut, B>(
                     service_fn(move |req: http::Request<hyper::body::Incoming>| {
                         let handler = handler.clone();
                         let answering = activity.begin();
-                        let unread = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-                        let req = req.map(|b| Tracked::request(b, &answering, &unread));
+                        let (parts, body) = req.into_parts();
+                        let (body, unread) = Tracked::request(body, &answering);
+                        let req = http::Request::from_parts(parts, body);
                         let http1 = req.version() <= http::Version::HTTP_11;
                         let tunnel = req.method() == http::Method::CONNECT;
                         let keep_alive = keep_alive
@@ -155,7 +156,8 @@ pub async fn serve<H, Fut, B>(
                             }
                             if http1
                                 && (status.is_client_error() || status.is_server_error())
-                                && unread.load(std::sync::atomic::Ordering::Acquire)
+                                && unread
+                                    .is_some_and(|u| u.load(std::sync::atomic::Ordering::Acquire))
                             {
                                 // Refused before its upload was read (too
                                 // large, bad, or the handler failed): the

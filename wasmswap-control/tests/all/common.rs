@@ -268,6 +268,108 @@ pub async fn start_node(id: &str, region: &str, cp: &str) -> Host {
     .unwrap()
 }
 
+/// Set in a process of this test binary run again to be one edge node;
+/// holds that node's [`NodeSpec`] as JSON.
+const NODE_PROCESS_ENV: &str = "WASMSWAP_TEST_NODE_PROCESS";
+
+/// What a [`NodeProcess`] runs.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct NodeSpec {
+    id: String,
+    region: String,
+    control_plane: String,
+    /// Where the node writes its data plane's address once it serves.
+    addr_file: std::path::PathBuf,
+}
+
+/// A real edge node in a process of its own — this test binary run again,
+/// its one test [`node_process`] — so that a test can `SIGKILL` it: no
+/// graceful shutdown, its sockets reset by the kernel, no goodbye to the
+/// control plane. Killed when dropped.
+pub struct NodeProcess {
+    child: std::process::Child,
+    /// Its data plane.
+    pub data_addr: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl NodeProcess {
+    /// Starts node `id` in `region` against the control plane at `cp`, and
+    /// waits until it serves.
+    pub async fn start(id: &str, region: &str, cp: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = NodeSpec {
+            id: id.into(),
+            region: region.into(),
+            control_plane: cp.into(),
+            addr_file: dir.path().join("addr"),
+        };
+        let child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "common::node_process",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env(NODE_PROCESS_ENV, serde_json::to_string(&spec).unwrap())
+            // Its stdin closing (this process gone) ends it.
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut node = NodeProcess {
+            child,
+            data_addr: ([127, 0, 0, 1], 0).into(),
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(addr) = std::fs::read_to_string(&spec.addr_file) {
+                node.data_addr = addr.parse().unwrap();
+                return node;
+            }
+            if let Some(status) = node.child.try_wait().unwrap() {
+                panic!("node process {id} exited: {status}");
+            }
+            assert!(Instant::now() < deadline, "node process {id} did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Kills it with `SIGKILL` and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Not a test: the body of a [`NodeProcess`], run only in a process that
+/// has [`NODE_PROCESS_ENV`] set (elsewhere it returns at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the edge node a NodeProcess runs, not a test"]
+async fn node_process() {
+    let Ok(spec) = std::env::var(NODE_PROCESS_ENV) else {
+        return;
+    };
+    let spec: NodeSpec = serde_json::from_str(&spec).unwrap();
+    std::thread::spawn(|| {
+        // EOF or an error: the test process that started this one is gone.
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        std::process::exit(0);
+    });
+    let host = start_node(&spec.id, &spec.region, &spec.control_plane).await;
+    let tmp = spec.addr_file.with_extension("tmp");
+    std::fs::write(&tmp, host.data_addr().to_string()).unwrap();
+    std::fs::rename(&tmp, &spec.addr_file).unwrap();
+    std::future::pending::<()>().await;
+}
+
 /// Waits until `n` nodes are healthy.
 pub async fn wait_nodes(app: &TestApp, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(20);

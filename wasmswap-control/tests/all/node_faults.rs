@@ -16,8 +16,8 @@ use wasmswap_control::api::ApiSettings;
 use wasmswap_control::auth::Role;
 
 use super::common::{
-    OnSocket, TestApp, deployment as status, settled, start_deployment, start_node, wait_nodes,
-    wait_settled,
+    NodeProcess, OnSocket, TestApp, deployment as status, settled, start_deployment, start_node,
+    wait_nodes, wait_settled,
 };
 
 /// Accepts connections and holds them open without a byte in reply.
@@ -170,7 +170,7 @@ async fn slow_and_garbage_nodes_time_out_and_hold_up_nothing_else() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_lost_mid_rollout_stops_it_and_the_rest_keep_serving() {
+async fn a_node_killed_mid_rollout_stops_it_and_the_rest_keep_serving() {
     // The real clock: a node that stops heartbeating turns unhealthy.
     let cp_ = OnSocket::start(
         |url| ApiSettings {
@@ -185,7 +185,8 @@ async fn a_node_lost_mid_rollout_stops_it_and_the_rest_keep_serving() {
     .await;
     let (app, cp) = (&cp_.app, cp_.url.clone());
     let a = start_node("eu-a", "eu", &cp).await;
-    let b = start_node("eu-b", "eu", &cp).await;
+    // The node to lose runs in a process of its own, to be SIGKILLed.
+    let mut b = NodeProcess::start("eu-b", "eu", &cp).await;
     wait_nodes(app, 2).await;
     let v1 = test_programs::bytes(test_programs::NUMERIC_MODULE);
     // The same code with a custom section: another checksum.
@@ -211,7 +212,7 @@ async fn a_node_lost_mid_rollout_stops_it_and_the_rest_keep_serving() {
         assert!(Instant::now() < deadline, "{:#}", status(app, &id).await);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    b.shutdown().await;
+    b.kill();
 
     // The survivor answers every call while the deployment reacts.
     let http = reqwest::Client::new();
@@ -247,7 +248,7 @@ async fn a_node_lost_mid_rollout_stops_it_and_the_rest_keep_serving() {
         assert_eq!(r.headers()["x-wasmswap-version"], "1.0.0", "{d:#}");
     }
     eprintln!(
-        "lost a node mid-rollout: {}; survivor answered {served} calls meanwhile",
+        "node SIGKILLed mid-rollout: {}; survivor answered {served} calls meanwhile",
         d["status"]
     );
 
