@@ -172,6 +172,9 @@ async fn run(
         "rollback" => Permission::Rollback,
         other => return Err(ApiError::internal(format!("unknown control {other}"))),
     })?;
+    // A step under way on the deployment (perhaps waiting on a slow node)
+    // gives way to this call.
+    let _hold = state.engine.hold(id);
     Ok(match op {
         // Production: an admin's execute approves it; anyone else's sends
         // it for approval.
@@ -252,7 +255,10 @@ pub async fn promote(
         // Skipping every remaining gate in production is an admin's call.
         caller.require(Permission::DeployProduction)?;
     }
-    let d = ops::promote(&state.store, &id, &actor(&caller, &client), full).await?;
+    let d = {
+        let _hold = state.engine.hold(&id);
+        ops::promote(&state.store, &id, &actor(&caller, &client), full).await?
+    };
     state.engine.wake();
     Ok(Json(d))
 }

@@ -71,6 +71,38 @@ pub struct Engine {
     settings: EngineSettings,
     wake: Notify,
     last_reconcile: parking_lot::Mutex<Option<tokio::time::Instant>>,
+    /// Who wants each deployment now: this engine's step, API calls.
+    claims: parking_lot::Mutex<HashMap<String, Claims>>,
+}
+
+/// Who wants one deployment now.
+#[derive(Default)]
+struct Claims {
+    /// The step under way (or about to take the lock): notified to stop.
+    step: Option<Arc<Notify>>,
+    /// API calls that wait for the deployment's lock (or hold it); no step
+    /// starts meanwhile.
+    controls: usize,
+}
+
+/// An API call's claim on a deployment; see [`Engine::hold`].
+#[derive(Debug)]
+#[must_use = "the claim ends when this is dropped"]
+pub struct ControlHold<'a> {
+    engine: &'a Engine,
+    id: String,
+}
+
+impl Drop for ControlHold<'_> {
+    fn drop(&mut self) {
+        let mut claims = self.engine.claims.lock();
+        if let Some(c) = claims.get_mut(&self.id) {
+            c.controls -= 1;
+            if c.controls == 0 && c.step.is_none() {
+                claims.remove(&self.id);
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Engine {
@@ -133,7 +165,31 @@ impl Engine {
             settings,
             wake: Notify::new(),
             last_reconcile: parking_lot::Mutex::new(None),
+            claims: parking_lot::Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Claims deployment `id` for an API call (a pause, an abort, …) until
+    /// the returned guard is dropped: the step this engine is taking on it,
+    /// if any, is cut short, and no other starts meanwhile, so the call gets
+    /// the deployment's lock now rather than when a slow node has answered
+    /// or timed out (a load waits up to two minutes). A step cut short is
+    /// dropped at its next await, as if the process had died there: every
+    /// node call is idempotent and a step saves its progress only whole,
+    /// so the next step does again what that one had begun. A step on
+    /// another control-plane replica is not reached: the call waits for it.
+    pub fn hold(&self, id: &str) -> ControlHold<'_> {
+        let mut claims = self.claims.lock();
+        let c = claims.entry(id.to_string()).or_default();
+        c.controls += 1;
+        if let Some(step) = &c.step {
+            // A permit, kept if the step is not yet waiting for one.
+            step.notify_one();
+        }
+        ControlHold {
+            engine: self,
+            id: id.to_string(),
+        }
     }
 
     /// Makes the loop look at the work now rather than at its next tick.
@@ -206,6 +262,28 @@ impl Engine {
 
     /// One step of `id`, unless another replica (or an API call) holds it.
     async fn step_locked(&self, id: &str) {
+        // Registered before the lock is taken, and under the same mutex as
+        // API calls' claims: either a call claimed it first (no step), or
+        // the call's claim interrupts this step.
+        let interrupted = {
+            let mut claims = self.claims.lock();
+            let c = claims.entry(id.to_string()).or_default();
+            if c.controls > 0 {
+                return;
+            }
+            c.step.insert(Arc::new(Notify::new())).clone()
+        };
+        self.step_unless_interrupted(id, &interrupted).await;
+        let mut claims = self.claims.lock();
+        if let Some(c) = claims.get_mut(id) {
+            c.step = None;
+            if c.controls == 0 {
+                claims.remove(id);
+            }
+        }
+    }
+
+    async fn step_unless_interrupted(&self, id: &str, interrupted: &Notify) {
         let Some(_lock) = self
             .store
             .try_lock(&format!("deployment:{id}"))
@@ -215,7 +293,14 @@ impl Engine {
         else {
             return;
         };
-        match self.step(id).await {
+        let stepped = tokio::select! {
+            stepped = self.step(id) => stepped,
+            () = interrupted.notified() => {
+                tracing::info!(deployment = %id, "step interrupted by an API call on the deployment; the next step resumes");
+                return;
+            }
+        };
+        match stepped {
             Ok(()) => {}
             Err(EngineError::Store(StoreError::Conflict(_))) => {
                 tracing::debug!(deployment = %id, "changed during the step; next tick resumes");

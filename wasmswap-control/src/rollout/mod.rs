@@ -16,4 +16,4 @@ pub mod model;
 pub mod ops;
 pub mod plan;
 
-pub use engine::{Engine, EngineSettings};
+pub use engine::{ControlHold, Engine, EngineSettings};

@@ -5,6 +5,8 @@
 //! without completing; and a rollout elsewhere goes on at its own pace
 //! meanwhile (deployments step independently).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
@@ -20,17 +22,21 @@ use super::common::{
     wait_nodes, wait_settled,
 };
 
-/// Accepts connections and holds them open without a byte in reply.
-async fn silent_server() -> String {
+/// Accepts connections and holds them open without a byte in reply; its
+/// URL, and how many connections it has accepted so far.
+async fn silent_server() -> (String, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counted = accepted.clone();
     tokio::spawn(async move {
         let mut held = Vec::new();
         while let Ok((s, _)) = listener.accept().await {
             held.push(s);
+            counted.fetch_add(1, Ordering::SeqCst);
         }
     });
-    format!("http://{addr}")
+    (format!("http://{addr}"), accepted)
 }
 
 /// Answers anything with bytes that are not an HTTP response.
@@ -89,7 +95,7 @@ async fn slow_and_garbage_nodes_time_out_and_hold_up_nothing_else() {
     let (app, cp) = (&cp_.app, cp_.url.clone());
     let real = start_node("real-1", "eu", &cp).await;
     wait_nodes(app, 1).await;
-    fake_node(app, "slow-1", "slow", &silent_server().await).await;
+    fake_node(app, "slow-1", "slow", &silent_server().await.0).await;
     fake_node(app, "junk-1", "junk", &garbage_server().await).await;
     let calc = test_programs::bytes(test_programs::NUMERIC_MODULE);
     app.register("calc", "1.0.0", &calc)
@@ -254,4 +260,74 @@ async fn a_node_killed_mid_rollout_stops_it_and_the_rest_keep_serving() {
 
     a.shutdown().await;
     cp_.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_or_an_abort_does_not_wait_for_a_slow_node() {
+    // A node load waits up to a minute here: a step waiting on the silent
+    // node would hold the deployment's lock that long.
+    let cp_ = OnSocket::start(
+        |url| ApiSettings {
+            public_url: url,
+            engine_tick: Duration::from_millis(50),
+            node_call_timeout: Duration::from_secs(1),
+            node_load_timeout: Duration::from_secs(60),
+            ..Default::default()
+        },
+        None,
+    )
+    .await;
+    let app = &cp_.app;
+    let (silent, accepted) = silent_server().await;
+    fake_node(app, "slow-1", "slow", &silent).await;
+    let calc = test_programs::bytes(test_programs::NUMERIC_MODULE);
+    app.register("calc", "1.0.0", &calc)
+        .await
+        .expect(StatusCode::CREATED);
+    let id = deploy(app, "calc-v1.0.0", "slow").await;
+
+    // Each control once a step waits on the node: answered at once, not
+    // when the node's load times out.
+    let step_waits_on_the_node = |seen: usize| {
+        let accepted = accepted.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while accepted.load(Ordering::SeqCst) <= seen {
+                assert!(Instant::now() < deadline, "no step called the node");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            // Past the connect: the request is out, the answer awaited.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let control = |op: &'static str| {
+        let path = format!("/api/v1/wasm/deployments/{id}/{op}");
+        async move {
+            let started = Instant::now();
+            let r = app.post(&path, Role::Admin, &json!({})).await;
+            let took = started.elapsed();
+            assert_eq!(r.status, StatusCode::OK, "{op}: {}", r.json);
+            assert!(
+                took < Duration::from_secs(5),
+                "{op} waited {took:?} for the step"
+            );
+            eprintln!("{op} answered in {took:?} while a step waited on the silent node");
+            r.json
+        }
+    };
+    step_waits_on_the_node(0).await;
+    let d = control("pause").await;
+    assert_eq!(d["status"], "paused", "{d:#}");
+    // Paused stays paused: no step takes it up again.
+    let seen = accepted.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(status(app, &id).await["status"], "paused");
+    assert_eq!(accepted.load(Ordering::SeqCst), seen, "a paused step ran");
+
+    control("resume").await;
+    step_waits_on_the_node(seen).await;
+    // Nothing was placed yet: the abort ends it then and there.
+    let d = control("abort").await;
+    assert!(settled(&d) || d["state"]["rollingBack"] == true, "{d:#}");
+    assert_ne!(d["status"], "completed", "{d:#}");
 }
