@@ -11,11 +11,17 @@
 //! message completed") although nothing was wrong with it. Closing idle
 //! connections later than clients' pools do, and timing the headers from
 //! their first byte, keeps both the slow-loris guard and every request.
+//!
+//! HTTP/2 multiplexes streams over one connection, so these socket-level
+//! clocks do not fit it: its idle timeout (no stream for that long) and its
+//! per-stream write stalls (a client that stops granting one stream flow-
+//! control window, so that no bytes are even due on the socket) are judged
+//! by the connection's watchdog from [`Activity`] (see `lib.rs`).
 
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -35,6 +41,8 @@ pub(crate) struct Activity {
     // The connection's task, woken when the last answer is out: hyper does
     // not read again by itself once idle, so the idle clock would not start.
     reader: Mutex<Option<Waker>>,
+    // HTTP/2: the stall clocks of the responses being sent.
+    streams: Mutex<Vec<Weak<StallClock>>>,
 }
 
 impl Activity {
@@ -46,6 +54,83 @@ impl Activity {
         self.answering.fetch_add(1, Ordering::AcqRel);
         self.begun.fetch_add(1, Ordering::AcqRel);
         Answering(self.clone())
+    }
+
+    /// Requests begun so far.
+    pub(crate) fn begun(&self) -> u64 {
+        self.begun.load(Ordering::Acquire)
+    }
+
+    /// Whether a request is being answered now (or the connection was
+    /// upgraded): the connection is not idle.
+    pub(crate) fn busy(&self) -> bool {
+        self.answering.load(Ordering::Acquire) > 0 || self.upgraded.load(Ordering::Acquire)
+    }
+
+    /// A stall clock for an HTTP/2 response about to be sent; see
+    /// [`Tracked::new`].
+    pub(crate) fn stall_clock(&self) -> Arc<StallClock> {
+        let clock = Arc::new(StallClock::new());
+        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        streams.retain(|s| s.strong_count() > 0);
+        streams.push(Arc::downgrade(&clock));
+        clock
+    }
+
+    /// How long the longest-waiting HTTP/2 response has been waiting for
+    /// the client to take more of it, if one is.
+    pub(crate) fn longest_stall(&self) -> Option<Duration> {
+        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        streams.retain(|s| s.strong_count() > 0);
+        streams
+            .iter()
+            .filter_map(Weak::upgrade)
+            .filter_map(|c| c.waiting())
+            .max()
+    }
+}
+
+/// Since when an HTTP/2 response has been waiting on its client: it was
+/// handed to hyper, or its last poll gave hyper a frame to send, and hyper
+/// has not asked for more since — which over HTTP/2 means the client grants
+/// the stream no flow-control window (hyper polls a body only when the
+/// stream may send). A body that has no data ready is waiting on its
+/// producer (a slow guest, an event stream), not on the client.
+#[derive(Debug)]
+pub(crate) struct StallClock {
+    epoch: std::time::Instant,
+    // Milliseconds since `epoch`, plus one; 0: not waiting on the client.
+    since: AtomicU64,
+}
+
+impl StallClock {
+    fn new() -> Self {
+        let clock = StallClock {
+            epoch: std::time::Instant::now(),
+            since: AtomicU64::new(0),
+        };
+        clock.waiting_from_now();
+        clock
+    }
+
+    fn waiting_from_now(&self) {
+        let ms = self.epoch.elapsed().as_millis() as u64;
+        self.since.store(ms + 1, Ordering::Release);
+    }
+
+    fn not_waiting(&self) {
+        self.since.store(0, Ordering::Release);
+    }
+
+    fn waiting(&self) -> Option<Duration> {
+        match self.since.load(Ordering::Acquire) {
+            0 => None,
+            since => Some(
+                self.epoch
+                    .elapsed()
+                    .saturating_sub(Duration::from_millis(since - 1)),
+            ),
+        }
     }
 }
 
@@ -308,6 +393,8 @@ pin_project! {
         answering: Option<Answering>,
         // A request body's: set while it has not ended.
         unread: Option<Arc<AtomicBool>>,
+        // An HTTP/2 response body's: when it began waiting on the client.
+        stall: Option<Arc<StallClock>>,
     }
 }
 
@@ -322,18 +409,21 @@ impl<B: http_body::Body> Tracked<B> {
             body,
             answering: unread.is_some().then(|| answering.clone()),
             unread: unread.clone(),
+            stall: None,
         };
         (tracked, unread)
     }
 }
 
 impl<B> Tracked<B> {
-    /// A response body, counted until hyper has sent or dropped it.
-    pub(crate) fn new(body: B, answering: Answering) -> Self {
+    /// A response body, counted until hyper has sent or dropped it; over
+    /// HTTP/2, with its [`StallClock`].
+    pub(crate) fn new(body: B, answering: Answering, stall: Option<Arc<StallClock>>) -> Self {
         Tracked {
             body,
             answering: Some(answering),
             unread: None,
+            stall,
         }
     }
 
@@ -343,6 +433,7 @@ impl<B> Tracked<B> {
             body,
             answering: None,
             unread: None,
+            stall: None,
         }
     }
 }
@@ -363,6 +454,13 @@ impl<B: http_body::Body> http_body::Body for Tracked<B> {
     ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
         let frame = this.body.poll_frame(cx);
+        if let Some(stall) = this.stall {
+            match frame {
+                // Handed over: until hyper asks again, the client has it.
+                Poll::Ready(Some(Ok(_))) => stall.waiting_from_now(),
+                _ => stall.not_waiting(),
+            }
+        }
         if matches!(frame, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
             // Ended: the rest of the exchange no longer waits on it.
             this.answering.take();

@@ -30,7 +30,6 @@ pub type Incoming = Tracked<hyper::body::Incoming>;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 
 mod deadlines;
@@ -43,7 +42,8 @@ pub struct ServerLimits {
     /// byte, and the first byte of a new connection within this of
     /// connecting (slow-loris guard).
     pub header_read_timeout: Duration,
-    /// An HTTP/1 connection idle this long between requests is closed. Keep
+    /// A connection idle this long between requests is closed (HTTP/2: with
+    /// no stream open, pings aside, it is sent away with a GOAWAY). Keep
     /// it above clients' pool idle timeouts (reqwest's and hyper's are 90 s):
     /// a client that sends a request on a kept-alive connection just as the
     /// server closes it sees that request fail. HTTP/1.1 responses carry a
@@ -53,8 +53,10 @@ pub struct ServerLimits {
     /// connection or a tunnel.
     pub idle_timeout: Duration,
     /// A connection whose writes make no progress this long (a client that
-    /// stopped reading its response, HTTP/1 or HTTP/2) is closed, and the
-    /// response it held is dropped. Not for upgraded connections.
+    /// stopped reading its response, HTTP/1 or HTTP/2), or with an HTTP/2
+    /// stream whose client has granted it no flow-control window for this
+    /// long, is closed, and the responses it held are dropped. Not for
+    /// upgraded connections.
     pub write_timeout: Duration,
     /// After a stop signal, how long in-flight requests may take to finish.
     pub shutdown_grace: Duration,
@@ -105,7 +107,9 @@ pub async fn serve<H, Fut, B>(
     let keep_alive = (advertised > 0)
         .then(|| http::HeaderValue::from_str(&format!("timeout={advertised}")).ok())
         .flatten();
-    let graceful = GracefulShutdown::new();
+    // Connections watch for the stop; once they have all ended (dropped
+    // their receivers), the stop is complete.
+    let (stopping, stop_seen) = tokio::sync::watch::channel(false);
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     tokio::pin!(shutdown);
     loop {
@@ -136,6 +140,7 @@ pub async fn serve<H, Fut, B>(
                     let activity = activity.clone();
                     service_fn(move |req: http::Request<hyper::body::Incoming>| {
                         let handler = handler.clone();
+                        let activity = activity.clone();
                         let answering = activity.begin();
                         let (parts, body) = req.into_parts();
                         let (body, unread) = Tracked::request(body, &answering);
@@ -178,12 +183,14 @@ pub async fn serve<H, Fut, B>(
                                 // Ours, not one a handler passed on from upstream.
                                 resp.headers_mut().insert(KEEP_ALIVE, v);
                             }
-                            Ok::<_, Infallible>(resp.map(|b| Tracked::new(b, answering)))
+                            // HTTP/2 streams' stalls are judged per stream.
+                            let stall = (!http1).then(|| activity.stall_clock());
+                            Ok::<_, Infallible>(resp.map(|b| Tracked::new(b, answering, stall)))
                         }
                     })
                 };
                 let builder = builder.clone();
-                let watcher = graceful.watcher();
+                let mut stop = stop_seen.clone();
                 let (header_timeout, idle_timeout) = (limits.header_read_timeout, limits.idle_timeout);
                 let write_timeout = limits.write_timeout;
                 tokio::spawn(async move {
@@ -195,22 +202,121 @@ pub async fn serve<H, Fut, B>(
                         tracing::debug!(%peer, "no request within the header timeout; closed");
                         return;
                     };
-                    let limits = (protocol == Protocol::Http1).then_some((header_timeout, idle_timeout));
-                    let io = TokioIo::new(Deadlines::new(stream, activity, limits, write_timeout));
-                    let conn = builder.serve_connection_with_upgrades(io, svc);
-                    if let Err(e) = watcher.watch(conn.into_owned()).await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    let http2 = protocol == Protocol::Http2;
+                    let limits = (!http2).then_some((header_timeout, idle_timeout));
+                    let io = TokioIo::new(Deadlines::new(stream, activity.clone(), limits, write_timeout));
+                    let conn = builder.serve_connection_with_upgrades(io, svc).into_owned();
+                    tokio::pin!(conn);
+                    let mut watchdog = http2.then(|| Http2Watchdog::new(idle_timeout, write_timeout));
+                    let mut closing = false;
+                    loop {
+                        tokio::select! {
+                            ended = conn.as_mut() => {
+                                if let Err(e) = ended {
+                                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                                }
+                                break;
+                            }
+                            _ = stop.wait_for(|stop| *stop), if !closing => {
+                                conn.as_mut().graceful_shutdown();
+                                closing = true;
+                            }
+                            verdict = async { watchdog.as_mut()?.check(&activity).await }, if watchdog.is_some() => {
+                                match verdict {
+                                    Some(Http2Verdict::Idle) if !closing => {
+                                        tracing::debug!(%peer, ?idle_timeout, "idle HTTP/2 connection; going away");
+                                        conn.as_mut().graceful_shutdown();
+                                        closing = true;
+                                    }
+                                    Some(Http2Verdict::Stalled(waited)) => {
+                                        // Dropped: every stream of it ends.
+                                        tracing::debug!(%peer, ?waited, "an HTTP/2 stream's client took nothing for the write timeout; closing");
+                                        break;
+                                    }
+                                    _ => {}
+                                }
+                            }
+                        }
                     }
+                    drop(stop);
                 });
             }
         }
     }
     drop(listener);
+    drop(stop_seen);
+    let _ = stopping.send(true);
     tokio::select! {
-        _ = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = stopping.closed() => tracing::info!("all connections closed"),
         _ = tokio::time::sleep(limits.shutdown_grace) => {
             tracing::warn!(grace = ?limits.shutdown_grace, "connections still open after the grace period");
         }
+    }
+}
+
+/// What the watchdog of an HTTP/2 connection found.
+#[derive(Debug)]
+enum Http2Verdict {
+    /// No stream for the idle timeout: the connection goes away (GOAWAY,
+    /// then closed once the client has seen it).
+    Idle,
+    /// A stream has waited this long (past the write timeout) for the
+    /// client to grant it flow-control window: the connection is closed.
+    Stalled(Duration),
+}
+
+/// Looks at an HTTP/2 connection every so often. Its socket-level
+/// deadlines do not fit HTTP/2 (`deadlines`): pings and control frames
+/// are traffic but not use, and a stream starved of flow-control window
+/// leaves no bytes due on the socket at all.
+struct Http2Watchdog {
+    idle_timeout: Duration,
+    write_timeout: Duration,
+    tick: tokio::time::Interval,
+    begun_seen: u64,
+    // A stream was seen at the last look.
+    active: bool,
+    quiet_since: tokio::time::Instant,
+}
+
+impl Http2Watchdog {
+    fn new(idle_timeout: Duration, write_timeout: Duration) -> Self {
+        // Each deadline is judged at most a quarter late.
+        let period = (idle_timeout.min(write_timeout) / 4).max(Duration::from_millis(10));
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Http2Watchdog {
+            idle_timeout,
+            write_timeout,
+            tick,
+            begun_seen: 0,
+            active: false,
+            quiet_since: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Waits for the next look; `None` if all is well.
+    async fn check(&mut self, activity: &Activity) -> Option<Http2Verdict> {
+        let now = self.tick.tick().await;
+        if let Some(waited) = activity.longest_stall()
+            && waited >= self.write_timeout
+        {
+            return Some(Http2Verdict::Stalled(waited));
+        }
+        let begun = activity.begun();
+        if begun != self.begun_seen || activity.busy() {
+            self.begun_seen = begun;
+            self.active = true;
+            return None;
+        }
+        if self.active {
+            // The first look since the last stream ended: quiet from about
+            // now (never earlier, so never closed early).
+            self.active = false;
+            self.quiet_since = now;
+            return None;
+        }
+        (now.duration_since(self.quiet_since) >= self.idle_timeout).then_some(Http2Verdict::Idle)
     }
 }
 

@@ -314,42 +314,57 @@ impl Drop for Big {
     }
 }
 
-#[tokio::test]
-async fn a_client_that_stops_reading_is_cut_off_at_the_write_timeout() {
+/// Serves 16 MiB [`Big`] bodies (and, at `/trickle`, a [`Trickle`]) with
+/// `write_timeout`; the drop flags of the big bodies, in order.
+async fn big_server(
+    write_timeout: Duration,
+) -> (
+    SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<std::sync::Arc<std::sync::atomic::AtomicBool>>>>,
+) {
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::AtomicBool;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let bodies: Arc<std::sync::Mutex<Vec<Arc<AtomicBool>>>> = Arc::default();
     let handler = {
         let bodies = bodies.clone();
-        move |_req, _peer| {
+        move |req: http::Request<wasmswap_server::Incoming>, _peer| {
             let dropped = Arc::new(AtomicBool::new(false));
-            bodies.lock().unwrap().push(dropped.clone());
+            let trickle = req.uri().path() == "/trickle";
+            if !trickle {
+                bodies.lock().unwrap().push(dropped.clone());
+            }
             async move {
-                http::Response::new(Big {
-                    left: 16 << 20,
-                    dropped,
+                http::Response::new(if trickle {
+                    Either::Trickle(Trickle::new(write_timeout * 2))
+                } else {
+                    Either::Big(Big {
+                        left: 16 << 20,
+                        dropped,
+                    })
                 })
             }
         }
     };
     let limits = ServerLimits {
-        write_timeout: Duration::from_millis(300),
+        write_timeout,
         ..ServerLimits::default()
     };
     tokio::spawn(serve(listener, handler, limits, std::future::pending()));
+    (addr, bodies)
+}
 
-    // Asks for 16 MiB and reads none of it: the socket's buffers fill, the
-    // server's writes wait, and at the write timeout it lets go.
-    let mut stalled = TcpStream::connect(addr).await.unwrap();
-    stalled.write_all(GET).await.unwrap();
+/// Waits (up to 5 s) until the first big body has been dropped.
+async fn first_body_dropped(
+    bodies: &std::sync::Mutex<Vec<std::sync::Arc<std::sync::atomic::AtomicBool>>>,
+) {
     let started = Instant::now();
     while bodies
         .lock()
         .unwrap()
         .first()
-        .is_none_or(|d| !d.load(Ordering::Acquire))
+        .is_none_or(|d| !d.load(std::sync::atomic::Ordering::Acquire))
     {
         assert!(
             started.elapsed() < Duration::from_secs(5),
@@ -358,6 +373,17 @@ async fn a_client_that_stops_reading_is_cut_off_at_the_write_timeout() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_off_at_the_write_timeout() {
+    let (addr, bodies) = big_server(Duration::from_millis(300)).await;
+
+    // Asks for 16 MiB and reads none of it: the socket's buffers fill, the
+    // server's writes wait, and at the write timeout it lets go.
+    let mut stalled = TcpStream::connect(addr).await.unwrap();
+    stalled.write_all(GET).await.unwrap();
+    first_body_dropped(&bodies).await;
 
     // A client that reads gets all of it, however long it takes past the
     // write timeout in all.
@@ -375,4 +401,182 @@ async fn a_client_that_stops_reading_is_cut_off_at_the_write_timeout() {
         // Slower than the server writes, never stalled for 300 ms.
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+}
+
+/// A response body that is slow to produce: a byte, a pause, a byte.
+struct Trickle {
+    sent: u8,
+    pause: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Trickle {
+    fn new(pause: Duration) -> Self {
+        Trickle {
+            sent: 0,
+            pause: Box::pin(tokio::time::sleep(pause)),
+        }
+    }
+}
+
+impl http_body::Body for Trickle {
+    type Data = hyper::body::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<hyper::body::Bytes>, Self::Error>>> {
+        use std::task::Poll;
+        match self.sent {
+            0 => {}
+            1 => {
+                if self.pause.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+            }
+            _ => return Poll::Ready(None),
+        }
+        self.sent += 1;
+        Poll::Ready(Some(Ok(http_body::Frame::data(
+            hyper::body::Bytes::from_static(b"x"),
+        ))))
+    }
+}
+
+/// One of the test bodies.
+enum Either {
+    Big(Big),
+    Trickle(Trickle),
+}
+
+impl http_body::Body for Either {
+    type Data = hyper::body::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<hyper::body::Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            Either::Big(b) => std::pin::Pin::new(b).poll_frame(cx),
+            Either::Trickle(t) => std::pin::Pin::new(t).poll_frame(cx),
+        }
+    }
+}
+
+/// An HTTP/2 connection to `addr` (prior knowledge) with a 64 KiB stream
+/// window that grows only as the caller reads: its request sender, and its
+/// connection task (which ends when the server closes the connection).
+async fn h2_client(
+    addr: SocketAddr,
+) -> (
+    hyper::client::conn::http2::SendRequest<http_body_util::Empty<hyper::body::Bytes>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (send, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .initial_stream_window_size(65_535)
+            .adaptive_window(false)
+            .handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    let conn = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    (send, conn)
+}
+
+async fn h2_get(
+    send: &mut hyper::client::conn::http2::SendRequest<http_body_util::Empty<hyper::body::Bytes>>,
+    path: &str,
+) -> http::Response<hyper::body::Incoming> {
+    let req = http::Request::get(format!("http://x{path}"))
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    resp
+}
+
+#[tokio::test]
+async fn an_idle_http2_connection_goes_away_after_the_idle_timeout() {
+    let idle = Duration::from_millis(300);
+    let addr = server(Duration::from_secs(5), idle).await;
+
+    // In use every 100 ms for four idle timeouts: kept.
+    let (mut send, conn) = h2_client(addr).await;
+    for i in 0..12 {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let resp = h2_get(&mut send, "/").await;
+        let body = http_body_util::BodyExt::collect(resp.into_body()).await;
+        assert_eq!(&body.unwrap().to_bytes()[..], b"ok");
+    }
+    assert!(!conn.is_finished(), "closed while in use");
+
+    // Then idle: sent away after the idle timeout, not before.
+    let idle_from = Instant::now();
+    tokio::time::sleep(idle / 2).await;
+    assert!(
+        !conn.is_finished(),
+        "closed after {:?}",
+        idle_from.elapsed()
+    );
+    tokio::time::timeout(Duration::from_secs(5), conn)
+        .await
+        .expect("an idle HTTP/2 connection is still open after 5 s")
+        .unwrap();
+    let lived = idle_from.elapsed();
+    assert!(lived >= idle, "closed after {lived:?} idle");
+
+    // A stream open for longer than the idle timeout is not idleness.
+    let (mut send, conn) = h2_client(addr).await;
+    let resp = h2_get(&mut send, "/?sleep=900").await;
+    let body = http_body_util::BodyExt::collect(resp.into_body()).await;
+    assert_eq!(&body.unwrap().to_bytes()[..], b"ok");
+    assert!(!conn.is_finished());
+}
+
+#[tokio::test]
+async fn an_http2_stream_starved_of_window_is_cut_off_at_the_write_timeout() {
+    let write_timeout = Duration::from_millis(300);
+    let (addr, bodies) = big_server(write_timeout).await;
+
+    // Asks for 16 MiB and reads none of it: after 64 KiB the stream has no
+    // window left, nothing more is due on the socket (which stays quiet,
+    // the connection otherwise healthy), and at the write timeout the
+    // server lets go.
+    let (mut send, conn) = h2_client(addr).await;
+    let held = h2_get(&mut send, "/").await;
+    first_body_dropped(&bodies).await;
+    tokio::time::timeout(Duration::from_secs(5), conn)
+        .await
+        .expect("the connection is closed with the stream")
+        .unwrap();
+    drop(held);
+
+    // A body slow to produce is waiting on the server, not on the client:
+    // kept past the write timeout (its pause is two of them).
+    let (mut send, _conn) = h2_client(addr).await;
+    let resp = h2_get(&mut send, "/trickle").await;
+    let body = http_body_util::BodyExt::collect(resp.into_body()).await;
+    assert_eq!(&body.unwrap().to_bytes()[..], b"xx");
+
+    // A client that reads steadily, granting window as it goes, gets all
+    // 16 MiB, however long it takes past the write timeout in all.
+    let resp = h2_get(&mut send, "/").await;
+    let mut body = resp.into_body();
+    let (mut got, mut since_pause) = (0usize, 0usize);
+    while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
+        let n = frame.unwrap().into_data().map_or(0, |d| d.len());
+        got += n;
+        since_pause += n;
+        if since_pause >= 256 * 1024 {
+            since_pause = 0;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    assert_eq!(got, 16 << 20);
 }
