@@ -29,7 +29,7 @@ const TOKEN: &str = "bench-agent-token";
 const RATE: u64 = 200;
 const PHASE_SECS: u64 = 10;
 /// Phases alternate unloaded / attacked so that drift on a shared machine
-/// hits both alike.
+/// hits both alike; `HOSTILE_ROUNDS` sets another number.
 const ROUNDS: usize = 3;
 
 /// Serves the guests' bytes to the node's fetcher.
@@ -141,6 +141,13 @@ async fn attacker(
     let only = std::env::var("HOSTILE_ATTACKS")
         .ok()
         .filter(|o| !o.is_empty());
+    if only.as_deref() == Some("none") {
+        // An A/A run: both phases unloaded, which shows the noise floor.
+        while !stop.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        return seen;
+    }
     let attacks: Vec<_> = attacks
         .into_iter()
         .filter(|(f, _)| {
@@ -150,7 +157,7 @@ async fn attacker(
         .collect();
     assert!(
         !attacks.is_empty(),
-        "HOSTILE_ATTACKS={only:?}: use a comma-separated list of infinite_loop, memory_bomb, deep_recursion, cpu_hog"
+        "HOSTILE_ATTACKS={only:?}: use a comma-separated list of infinite_loop, memory_bomb, deep_recursion, cpu_hog (or none, for an A/A run)"
     );
     let mut i = 0;
     while !stop.load(Ordering::Relaxed) {
@@ -222,6 +229,12 @@ fn main() {
             // worker process, as the host binary does by default;
             // `HOSTILE_ISOLATE=0` keeps them in this process.
             isolation: std::env::var("HOSTILE_ISOLATE").map_or(true, |v| v != "0"),
+            // The worker's budget for offending calls (0.05 of a core by
+            // default); `HOSTILE_ISOLATION_CPU_SHARE=1` lifts it.
+            isolation_cpu_share: std::env::var("HOSTILE_ISOLATION_CPU_SHARE")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map_or(HostConfig::default().isolation_cpu_share, Some),
             ..Default::default()
         })
         .await
@@ -246,13 +259,22 @@ fn main() {
         let (mut quiet_failed, mut attacked_failed) = (0, 0);
         let mut codes: HashMap<String, u64> = HashMap::new();
         let attacks = AtomicU64::new(0);
-        for _ in 0..ROUNDS {
+        let rounds = std::env::var("HOSTILE_ROUNDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(ROUNDS);
+        // Each round's p99 ratio: its attacked phase against the unloaded
+        // phase just before it.
+        let mut round_ratios = Vec::new();
+        for _ in 0..rounds {
             let (l, f) = bystander(&http, &data).await;
+            let quiet_p99 = pct(&l, 0.99);
             quiet.extend(l);
             quiet_failed += f;
             let stop = Arc::new(AtomicBool::new(false));
             let attack = tokio::spawn(attacker(http.clone(), data.clone(), stop.clone()));
             let (l, f) = bystander(&http, &data).await;
+            round_ratios.push(pct(&l, 0.99) / quiet_p99);
             attacked.extend(l);
             attacked_failed += f;
             stop.store(true, Ordering::Relaxed);
@@ -263,7 +285,7 @@ fn main() {
         }
         quiet.sort();
         attacked.sort();
-        println!("well-behaved `calc/add` at {RATE} req/s, {ROUNDS} x {PHASE_SECS} s per phase\n");
+        println!("well-behaved `calc/add` at {RATE} req/s, {rounds} x {PHASE_SECS} s per phase\n");
         println!("| phase | calls | failed | p50 | p99 | max |");
         println!("|---|---|---|---|---|---|");
         for (name, l, f) in [
@@ -281,6 +303,14 @@ fn main() {
         println!(
             "\np99 under attack / unloaded: {:.2} (target ≤ 1.10)",
             pct(&attacked, 0.99) / pct(&quiet, 0.99)
+        );
+        println!(
+            "each round's p99 ratio: {}",
+            round_ratios
+                .iter()
+                .map(|r| format!("{r:.2}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
         let mut codes: Vec<_> = codes.into_iter().collect();
         codes.sort();

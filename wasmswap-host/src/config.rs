@@ -85,6 +85,7 @@ struct FileConfig {
     low_priority_window_ms: Option<u64>,
     isolate_memory_hogs: Option<bool>,
     isolation_window_ms: Option<u64>,
+    isolation_cpu_share: Option<f64>,
     max_invoke_body_bytes: Option<usize>,
     max_modules: Option<u32>,
     control_plane: Option<String>,
@@ -177,6 +178,12 @@ pub struct HostConfig {
     pub isolation_window: Duration,
     /// The executable started as the isolation worker; `None`: this one.
     pub isolation_worker: Option<PathBuf>,
+    /// The share of one core that the isolation worker's calls of versions
+    /// that hit a limit there within the last 10 s may use together,
+    /// averaged over time (see `cpu_budget`). By default 0.05; 1 is a whole
+    /// core (no cap: the worker runs calls on one thread); `None`: no
+    /// budget at all.
+    pub isolation_cpu_share: Option<f64>,
     /// Largest `/_invoke` body.
     pub max_invoke_body: usize,
     /// Versions this node holds at most.
@@ -217,6 +224,7 @@ impl Default for HostConfig {
             isolation: false,
             isolation_window: Duration::from_secs(60),
             isolation_worker: None,
+            isolation_cpu_share: Some(0.05),
             max_invoke_body: 1 << 20,
             max_modules: 1000,
             control_plane: None,
@@ -347,6 +355,13 @@ impl HostConfig {
                 }
             },
             isolation_worker: None,
+            isolation_cpu_share: match file.isolation_cpu_share {
+                None => d.isolation_cpu_share,
+                Some(share) if (0.01..=1.0).contains(&share) => Some(share),
+                Some(share) => {
+                    bail!("isolation_cpu_share = {share}: use 0.01 to 1 (a share of one core)")
+                }
+            },
             max_invoke_body: file.max_invoke_body_bytes.unwrap_or(d.max_invoke_body),
             max_modules: file.max_modules.unwrap_or(d.max_modules),
             control_plane,
@@ -398,6 +413,13 @@ mod tests {
         let c = from_file("isolate_memory_hogs = false\nisolation_window_ms = 1000\n").unwrap();
         assert!(!c.isolation);
         assert_eq!(c.isolation_window, Duration::from_secs(1));
+        assert_eq!(from_file("").unwrap().isolation_cpu_share, Some(0.05));
+        let c = from_file("isolation_cpu_share = 0.25\n").unwrap();
+        assert_eq!(c.isolation_cpu_share, Some(0.25));
+        for bad in ["0", "1.5", "-0.5"] {
+            let e = from_file(&format!("isolation_cpu_share = {bad}\n")).unwrap_err();
+            assert!(format!("{e:#}").contains("isolation_cpu_share"), "{e:#}");
+        }
         let e = from_file("isolation_window_ms = 999\n").unwrap_err();
         assert!(format!("{e:#}").contains("isolation_window_ms = 999: use 1000 to 3600000"));
         let e = from_file("low_priority_window_ms = 3600001\n").unwrap_err();

@@ -34,6 +34,7 @@ pub mod agent;
 pub mod body;
 pub mod config;
 pub mod control;
+mod cpu_budget;
 pub mod data;
 pub mod fetch;
 pub mod isolate;
@@ -100,6 +101,7 @@ impl Host {
                     keep_resident: config.keep_resident,
                     cache_dir: config.cache_dir.clone(),
                     max_binary_bytes: defaults.max_binary_bytes,
+                    cpu_share: config.isolation_cpu_share,
                 },
             })
         });

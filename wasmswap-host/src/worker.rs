@@ -37,7 +37,7 @@ use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use tokio::io::AsyncReadExt as _;
-use wasmswap_core::{Capabilities, Limits, Runtime, Version};
+use wasmswap_core::{Capabilities, ErrorKind, Limits, Runtime, Version};
 use wasmswap_server::Incoming;
 
 use crate::body::{ApiError, Response, json};
@@ -82,6 +82,10 @@ pub struct WorkerSettings {
     pub cache_dir: Option<PathBuf>,
     /// The largest binary a load may send.
     pub max_binary_bytes: usize,
+    /// The share of one core its calls may use together (see
+    /// `cpu_budget`); `None`: no budget.
+    #[serde(default)]
+    pub cpu_share: Option<f64>,
 }
 
 /// A version to load: what the host's own [`Version`] was made with.
@@ -196,6 +200,10 @@ async fn serve(settings: WorkerSettings) -> anyhow::Result<()> {
         token: settings.token,
         max_binary_bytes: settings.max_binary_bytes,
         versions: Arc::new(RwLock::new(HashMap::new())),
+        budget: settings
+            .cpu_share
+            .map(|share| Arc::new(crate::cpu_budget::CpuBudget::new(share))),
+        offenders: Arc::default(),
     };
     let handler = move |req, _peer| {
         let worker = worker.clone();
@@ -227,6 +235,28 @@ struct Worker {
     token: String,
     max_binary_bytes: usize,
     versions: Arc<RwLock<HashMap<String, Version>>>,
+    /// Paces the calls of versions that hit a limit here lately, if set.
+    budget: Option<Arc<crate::cpu_budget::CpuBudget>>,
+    /// When each version (by key) last hit a limit here.
+    offenders: Arc<parking_lot::Mutex<HashMap<String, std::time::Instant>>>,
+}
+
+/// How long after a version's last limit hit in the worker its calls go
+/// through the CPU budget.
+const OFFENDER_WINDOW: Duration = Duration::from_secs(10);
+
+/// Whether an error is a resource limit the guest ran into (not a bug of
+/// its own, nor the host's failure): what makes a version an offender.
+fn hit_a_limit(kind: ErrorKind) -> bool {
+    matches!(
+        kind,
+        ErrorKind::MemoryLimit
+            | ErrorKind::ResourceLimit
+            | ErrorKind::Timeout
+            | ErrorKind::CpuLimit
+            | ErrorKind::FuelExhausted
+            | ErrorKind::StackOverflow
+    )
 }
 
 impl Worker {
@@ -339,7 +369,11 @@ impl Worker {
         parts.uri = format!("{scheme}://{authority}{guest_path}{query}")
             .parse()
             .map_err(|e| ApiError::bad_request(format!("bad forwarded URI: {e}")))?;
+        self.pace(key).await;
         let served = version.handle(http::Request::from_parts(parts, body)).await;
+        if let Err(e) = &served {
+            self.note(key, e.kind());
+        }
         match served {
             Ok(mut resp) => {
                 use http_body_util::BodyExt as _;
@@ -364,11 +398,39 @@ impl Worker {
         }
     }
 
+    /// Waits for the CPU budget if `key` hit a limit here lately: a
+    /// tenant that keeps hitting its limits (a memory bomb called in a
+    /// loop) gets the budget's share of a core, one that hit a limit once
+    /// (and was isolated for it) runs as fast as idle CPU allows.
+    async fn pace(&self, key: &str) {
+        let Some(budget) = &self.budget else {
+            return;
+        };
+        let offending = self
+            .offenders
+            .lock()
+            .get(key)
+            .is_some_and(|at| at.elapsed() < OFFENDER_WINDOW);
+        if offending {
+            budget.admit().await;
+        }
+    }
+
+    /// Notes a call's failure: a limit hit makes its version an offender.
+    fn note(&self, key: &str, kind: ErrorKind) {
+        if hit_a_limit(kind) {
+            let mut offenders = self.offenders.lock();
+            offenders.retain(|_, at| at.elapsed() < OFFENDER_WINDOW);
+            offenders.insert(key.to_string(), std::time::Instant::now());
+        }
+    }
+
     async fn call(&self, key: &str, req: http::Request<Incoming>) -> Result<Response, ApiError> {
         let version = self.version(key)?;
         let body = crate::body::read_body(req.into_body(), usize::MAX, "the call").await?;
         let call: CallRequest = serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request(format!("the call is not valid: {e}")))?;
+        self.pace(key).await;
         let _lease = version.lease();
         let outcome = match call.caps {
             None => version.invoke_json(&call.function, &call.args).await,
@@ -378,6 +440,9 @@ impl Worker {
                     .await
             }
         };
+        if let Err(e) = &outcome {
+            self.note(key, e.kind());
+        }
         let answer = match outcome {
             Ok(value) => CallAnswer::Value(value),
             Err(e) => CallAnswer::Error {
