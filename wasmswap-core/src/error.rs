@@ -194,16 +194,8 @@ impl Error {
 
     /// Whether the guest itself misbehaved (as opposed to a bad call or a host fault).
     pub fn is_guest_fault(&self) -> bool {
-        matches!(
-            self.kind(),
-            ErrorKind::MemoryLimit
-                | ErrorKind::ResourceLimit
-                | ErrorKind::Timeout
-                | ErrorKind::CpuLimit
-                | ErrorKind::FuelExhausted
-                | ErrorKind::StackOverflow
-                | ErrorKind::Trap
-        )
+        let kind = self.kind();
+        kind.is_limit() || kind == ErrorKind::Trap
     }
 }
 
@@ -239,6 +231,21 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Whether the guest ran into one of its limits (memory, resources,
+    /// time, CPU, fuel, stack): a guest that uses too much, rather than one
+    /// with a bug (a trap), a bad call or a host fault.
+    pub fn is_limit(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::MemoryLimit
+                | ErrorKind::ResourceLimit
+                | ErrorKind::Timeout
+                | ErrorKind::CpuLimit
+                | ErrorKind::FuelExhausted
+                | ErrorKind::StackOverflow
+        )
+    }
+
     /// Every kind, in a fixed order (the index used by per-kind counters).
     pub const ALL: [ErrorKind; 12] = [
         ErrorKind::Load,

@@ -614,17 +614,7 @@ impl Version {
         if clock.is_some_and(|c| c.on_lane.load(Ordering::Relaxed)) {
             self.inner.counters.record_low_priority();
         }
-        let hit_limit = outcome.as_ref().err().is_some_and(|e| {
-            matches!(
-                e.kind(),
-                ErrorKind::Timeout
-                    | ErrorKind::CpuLimit
-                    | ErrorKind::MemoryLimit
-                    | ErrorKind::ResourceLimit
-                    | ErrorKind::FuelExhausted
-                    | ErrorKind::StackOverflow
-            )
-        });
+        let hit_limit = outcome.as_ref().err().is_some_and(|e| e.kind().is_limit());
         if heavy || hit_limit {
             self.penalize();
         }

@@ -245,20 +245,6 @@ struct Worker {
 /// through the CPU budget.
 const OFFENDER_WINDOW: Duration = Duration::from_secs(10);
 
-/// Whether an error is a resource limit the guest ran into (not a bug of
-/// its own, nor the host's failure): what makes a version an offender.
-fn hit_a_limit(kind: ErrorKind) -> bool {
-    matches!(
-        kind,
-        ErrorKind::MemoryLimit
-            | ErrorKind::ResourceLimit
-            | ErrorKind::Timeout
-            | ErrorKind::CpuLimit
-            | ErrorKind::FuelExhausted
-            | ErrorKind::StackOverflow
-    )
-}
-
 impl Worker {
     async fn handle(&self, mut req: http::Request<Incoming>) -> Result<Response, ApiError> {
         let authorized = req
@@ -416,9 +402,10 @@ impl Worker {
         }
     }
 
-    /// Notes a call's failure: a limit hit makes its version an offender.
+    /// Notes a call's failure: a limit hit (not a bug of the guest's own,
+    /// nor a failure of ours) makes its version an offender.
     fn note(&self, key: &str, kind: ErrorKind) {
-        if hit_a_limit(kind) {
+        if kind.is_limit() {
             let mut offenders = self.offenders.lock();
             offenders.retain(|_, at| at.elapsed() < OFFENDER_WINDOW);
             offenders.insert(key.to_string(), std::time::Instant::now());

@@ -10,14 +10,20 @@ use wasmswap_core::ErrorKind;
 use wasmswap_host::{Host, HostConfig, VersionSpec};
 
 async fn start() -> Host {
-    Host::start(HostConfig {
+    start_with(|_| {}).await
+}
+
+/// A host with isolation on (the worker: this package's binary), after
+/// `change` has had its say.
+async fn start_with(change: impl FnOnce(&mut HostConfig)) -> Host {
+    let mut config = HostConfig {
         listen: ([127, 0, 0, 1], 0).into(),
         isolation: true,
         isolation_worker: Some(env!("CARGO_BIN_EXE_wasmswap-host").into()),
         ..Default::default()
-    })
-    .await
-    .unwrap()
+    };
+    change(&mut config);
+    Host::start(config).await.unwrap()
 }
 
 /// Loads `program` as `{service}/v1` under `limits` and routes to it.
@@ -279,14 +285,7 @@ async fn a_version_unloaded_while_loading_into_the_worker_is_not_kept_there() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_that_cannot_start_leaves_calls_in_this_process() {
     // `true` exits at once without saying where it listens.
-    let host = Host::start(HostConfig {
-        listen: ([127, 0, 0, 1], 0).into(),
-        isolation: true,
-        isolation_worker: Some("true".into()),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let host = start_with(|c| c.isolation_worker = Some("true".into())).await;
     load_hostile(&host).await;
     let http = reqwest::Client::new();
     let (status, _, body) = call(&http, &host, "memory_bomb").await;
@@ -470,15 +469,7 @@ fn cpu_of(pid: u32) -> Duration {
 #[allow(clippy::print_stderr)]
 async fn the_workers_cpu_budget_paces_its_calls() {
     let share = 0.1;
-    let host = Host::start(HostConfig {
-        listen: ([127, 0, 0, 1], 0).into(),
-        isolation: true,
-        isolation_worker: Some(env!("CARGO_BIN_EXE_wasmswap-host").into()),
-        isolation_cpu_share: Some(share),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let host = start_with(|c| c.isolation_cpu_share = Some(share)).await;
     load_hostile(&host).await;
     let http = reqwest::Client::new();
     let (status, _, body) = call(&http, &host, "memory_bomb").await;
