@@ -148,7 +148,11 @@ async fn sigkill_during_registrations_deletes_and_sweeps_loses_nothing() {
                         }
                         // Waiting out a sweep of this very binary.
                         Ok(r) if r.status() == 503 => {}
-                        Ok(r) => panic!("unexpected status {} before the kill", r.status()),
+                        Ok(r) => panic!(
+                            "unexpected status {} before the kill: {}",
+                            r.status(),
+                            r.text().await.unwrap_or_default()
+                        ),
                         // The process died under us.
                         Err(_) => return tried,
                     }
