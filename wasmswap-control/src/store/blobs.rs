@@ -70,19 +70,24 @@ impl Blobs {
     }
 
     /// fsyncs the object's file and its directory (local directory only).
-    async fn sync(&self, checksum: &str) -> Result<(), StoreError> {
+    /// `false` if the file is not there (any more).
+    async fn sync(&self, checksum: &str) -> Result<bool, StoreError> {
         let Some(dir) = &self.local else {
-            return Ok(());
+            return Ok(true);
         };
         let dir = dir.join("sha256");
         let file = dir.join(format!("{checksum}.zst"));
-        tokio::task::spawn_blocking(move || {
+        let synced = tokio::task::spawn_blocking(move || {
             std::fs::File::open(&file)?.sync_all()?;
             std::fs::File::open(&dir)?.sync_all()
         })
         .await
-        .map_err(|e| StoreError::Blob(format!("sync task failed: {e}")))?
-        .map_err(|e| StoreError::Blob(format!("syncing the binary: {e}")))
+        .map_err(|e| StoreError::Blob(format!("sync task failed: {e}")))?;
+        match synced {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(StoreError::Blob(format!("syncing the binary: {e}"))),
+        }
     }
 
     /// Compresses and writes `bytes` under `checksum` (their SHA-256),
@@ -90,10 +95,13 @@ impl Blobs {
     pub async fn put(&self, checksum: &str, bytes: Bytes) -> Result<u64, StoreError> {
         let key = key(checksum);
         match self.store.head(&key).await {
+            // Written by a process that may have died before its sync. Gone
+            // by the time of the sync (a sweep removed it after the look):
+            // written again below, as if it had not been there.
             Ok(meta) => {
-                // Written by a process that may have died before its sync.
-                self.sync(checksum).await?;
-                return Ok(meta.size);
+                if self.sync(checksum).await? {
+                    return Ok(meta.size);
+                }
             }
             Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(StoreError::Blob(e.to_string())),
@@ -108,7 +116,11 @@ impl Blobs {
             .put(&key, PutPayload::from(compressed))
             .await
             .map_err(write_failure)?;
-        self.sync(checksum).await?;
+        if !self.sync(checksum).await? {
+            // Removed again between the write and the sync: the caller's
+            // check that its row is still live reports the sweep.
+            tracing::debug!(checksum, "binary removed as it was written");
+        }
         Ok(size)
     }
 
@@ -195,4 +207,28 @@ fn write_failure(e: object_store::Error) -> StoreError {
         return StoreError::BlobUnwritable(Unwritable::ReadOnly);
     }
     StoreError::Blob(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sweep can remove a binary's file between `put`'s look (`head`)
+    /// and its fsync, when a registration claims a binary at the sweep's
+    /// cutoff (seen with no grace period, as a 500 from a registration).
+    /// Here the object store's root and the directory `put` syncs in
+    /// differ, so the look finds the object and the sync does not: `put`
+    /// must write it again rather than fail.
+    #[tokio::test]
+    async fn a_binary_gone_between_the_look_and_the_sync_is_written_again() {
+        let (seen, synced) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let fs = object_store::local::LocalFileSystem::new_with_prefix(seen.path()).unwrap();
+        let blobs = Blobs::local(Arc::new(fs), synced.path().to_path_buf());
+        let bytes = Bytes::from_static(b"\0asm\x01\0\0\0");
+        let sum = checksum(&bytes);
+        blobs.put(&sum, bytes.clone()).await.unwrap();
+        let size = blobs.put(&sum, bytes.clone()).await.unwrap();
+        assert!(size > 0);
+        assert_eq!(blobs.get(&sum).await.unwrap(), bytes);
+    }
 }
