@@ -99,6 +99,7 @@ mod runtime;
 mod sandbox;
 mod service;
 mod store;
+mod ticker;
 mod validate;
 mod version;
 pub mod wit;

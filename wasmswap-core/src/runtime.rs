@@ -3,10 +3,10 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak, mpsc};
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -37,19 +37,17 @@ pub(crate) struct RuntimeInner {
     /// Compiled artifacts by content id, as long as anything still uses them.
     loaded: Mutex<HashMap<ContentId, Weak<ArtifactInner>>>,
     disk: Option<DiskCache>,
-    ticker_stop: Arc<AtomicBool>,
+    /// Advances the epoch while calls run; stops when dropped.
+    ticker: crate::ticker::Ticker,
     /// What [`keep_resident`] allowed on this machine.
     kept_resident: usize,
     /// Threads for the calls that compute for long ([`crate::lane`]).
     lane: Lane,
     /// The start of [`Runtime::clock_nanos`].
     born: Instant,
-}
-
-impl Drop for RuntimeInner {
-    fn drop(&mut self) {
-        self.ticker_stop.store(true, Ordering::Relaxed);
-    }
+    /// When a call last started in this process ([`Runtime::clock_nanos`]
+    /// + 1; 0 for never): see [`Runtime::idle_for`].
+    last_local_call: AtomicU64,
 }
 
 impl fmt::Debug for Runtime {
@@ -112,8 +110,7 @@ impl Runtime {
             None => None,
         };
 
-        let ticker_stop = Arc::new(AtomicBool::new(false));
-        spawn_ticker(engine.clone(), config.epoch_tick, ticker_stop.clone())?;
+        let ticker = crate::ticker::Ticker::spawn(engine.clone(), config.epoch_tick)?;
 
         Ok(Self {
             inner: Arc::new(RuntimeInner {
@@ -123,10 +120,11 @@ impl Runtime {
                 component_linker,
                 loaded: Mutex::new(HashMap::new()),
                 disk,
-                ticker_stop,
+                ticker,
                 kept_resident,
                 lane: Lane::new(),
                 born: Instant::now(),
+                last_local_call: AtomicU64::new(0),
             }),
         })
     }
@@ -163,6 +161,29 @@ impl Runtime {
     /// atomic.
     pub(crate) fn clock_nanos(&self) -> u64 {
         u64::try_from(self.inner.born.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Notes that a call starts in this process (not in the isolator):
+    /// the epoch ticks until the guard, kept with its store, is dropped.
+    pub(crate) fn enter_call(&self) -> crate::ticker::Ticking {
+        self.inner
+            .last_local_call
+            .store(self.clock_nanos().saturating_add(1), Ordering::Relaxed);
+        self.inner.ticker.enter()
+    }
+
+    /// How long since a call last started in this process — calls sent to
+    /// the [`isolator`](RuntimeConfig::isolator) do not count — or `None`
+    /// if none has. An isolator can leave the process's tenants their
+    /// cores while this is short, and let its own calls use idle ones
+    /// freely otherwise.
+    pub fn idle_for(&self) -> Option<Duration> {
+        match self.inner.last_local_call.load(Ordering::Relaxed) {
+            0 => None,
+            at => Some(Duration::from_nanos(
+                self.clock_nanos().saturating_sub(at - 1),
+            )),
+        }
     }
 
     /// Validates, compiles (or fetches from cache) and describes a binary.
@@ -386,19 +407,4 @@ fn swap_devices() -> Option<usize> {
             .filter(|l| !l.trim().is_empty())
             .count(),
     )
-}
-
-/// One thread per engine advances the epoch; it holds only a clone of the
-/// engine and a stop flag, so dropping the runtime ends it.
-fn spawn_ticker(engine: Engine, tick: std::time::Duration, stop: Arc<AtomicBool>) -> Result<()> {
-    thread::Builder::new()
-        .name("wasmswap-epoch".into())
-        .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                thread::sleep(tick);
-                engine.increment_epoch();
-            }
-        })
-        .map(|_| ())
-        .map_err(|e| Error::Internal(format!("spawning epoch ticker: {e}")))
 }

@@ -77,6 +77,8 @@ pub(crate) struct CallClock {
     cpu_budget: Option<Duration>,
     cpu_percent: u32,
     pub(crate) stopped: Option<Stop>,
+    /// Keeps the runtime's epoch ticking while this call's store lives.
+    ticking: Option<crate::ticker::Ticking>,
 }
 
 impl CallClock {
@@ -94,6 +96,7 @@ impl CallClock {
             cpu_budget: limits.cpu_time(),
             cpu_percent: u32::from(limits.max_cpu_percent),
             stopped: None,
+            ticking: None,
         }
     }
 
@@ -324,17 +327,20 @@ impl WasiView for P2State {
 }
 
 /// Creates a store for one call with limits, fuel and the deadline callback
-/// set. `for_lane` (the runtime has a low-priority lane) hooks host calls so
-/// that their time is not counted as
-/// CPU time even where the limits do not need it (the low-priority lane
-/// does, to find calls that compute for long).
+/// set, holding `ticking` (the epoch advances while it lives). `for_lane`
+/// (the runtime has a low-priority lane) hooks host calls so that their
+/// time is not counted as CPU time even where the limits do not need it
+/// (the low-priority lane does, to find calls that compute for long).
 pub(crate) fn new_store<T: CallData>(
     engine: &wasmtime::Engine,
+    ticking: crate::ticker::Ticking,
     data: T,
     limits: &Limits,
     for_lane: bool,
 ) -> Store<T> {
     let mut store = Store::new(engine, data);
+    // The epoch ticks for as long as the store lives.
+    store.data_mut().clock().ticking = Some(ticking);
     // Only the lane needs the threads' own CPU clocks (a system call a tick).
     store.data_mut().clock().clocks_threads = for_lane;
     store.limiter(|d| d.limiter());

@@ -154,6 +154,11 @@ impl Version {
         &self.inner.label
     }
 
+    /// The runtime this version was made in.
+    pub fn runtime(&self) -> &Runtime {
+        &self.inner.runtime
+    }
+
     /// The artifact this version runs.
     pub fn artifact(&self) -> &Artifact {
         &self.inner.artifact
@@ -590,6 +595,7 @@ impl Version {
         let runtime = &self.inner.runtime;
         store::new_store(
             runtime.engine(),
+            runtime.enter_call(),
             data,
             &self.inner.limits,
             runtime.lane().is_some(),

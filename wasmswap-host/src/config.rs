@@ -180,9 +180,10 @@ pub struct HostConfig {
     pub isolation_worker: Option<PathBuf>,
     /// The share of one core that the isolation worker's calls of versions
     /// that hit a limit there within the last 10 s may use together,
-    /// averaged over time (see `cpu_budget`). By default 0.05; 1 is a whole
-    /// core (no cap: the worker runs calls on one thread); `None`: no
-    /// budget at all.
+    /// averaged over time, while the host serves calls of its own (see
+    /// `cpu_budget`; on an idle host they run unpaced). By default 0.01;
+    /// 1 is a whole core (no cap: the worker runs calls on one thread);
+    /// `None`: no budget at all.
     pub isolation_cpu_share: Option<f64>,
     /// Largest `/_invoke` body.
     pub max_invoke_body: usize,
@@ -224,7 +225,7 @@ impl Default for HostConfig {
             isolation: false,
             isolation_window: Duration::from_secs(60),
             isolation_worker: None,
-            isolation_cpu_share: Some(0.05),
+            isolation_cpu_share: Some(0.01),
             max_invoke_body: 1 << 20,
             max_modules: 1000,
             control_plane: None,
@@ -413,7 +414,7 @@ mod tests {
         let c = from_file("isolate_memory_hogs = false\nisolation_window_ms = 1000\n").unwrap();
         assert!(!c.isolation);
         assert_eq!(c.isolation_window, Duration::from_secs(1));
-        assert_eq!(from_file("").unwrap().isolation_cpu_share, Some(0.05));
+        assert_eq!(from_file("").unwrap().isolation_cpu_share, Some(0.01));
         let c = from_file("isolation_cpu_share = 0.25\n").unwrap();
         assert_eq!(c.isolation_cpu_share, Some(0.25));
         for bad in ["0", "1.5", "-0.5"] {

@@ -35,8 +35,8 @@ use wasmswap_core::{
 };
 
 use crate::worker::{
-    AUTHORITY_HEADER, CallAnswer, CallRequest, ERROR_KIND_HEADER, SCHEME_HEADER, SPEC_HEADER, Spec,
-    TOKEN_HEADER, WORKER_ARG, WORKER_ENV, WorkerSettings,
+    AUTHORITY_HEADER, CallAnswer, CallRequest, ERROR_KIND_HEADER, HOST_IDLE_HEADER, SCHEME_HEADER,
+    SPEC_HEADER, Spec, TOKEN_HEADER, WORKER_ARG, WORKER_ENV, WorkerSettings,
 };
 
 /// How long a starting worker may take to say where it listens.
@@ -302,7 +302,12 @@ impl WorkerProcess {
         };
         let spec = serde_json::to_string(&spec).map_err(worker_failed)?;
         let (status, body) = running
-            .send(Method::PUT, &format!("/versions/{key}"), Some(spec), binary)
+            .send(
+                Method::PUT,
+                &format!("/versions/{key}"),
+                Some((SPEC_HEADER, spec)),
+                binary,
+            )
             .await?;
         if status != StatusCode::OK {
             return Err(worker_failed(format!(
@@ -325,7 +330,15 @@ impl WorkerProcess {
             if !loaded {
                 self.load(&running, &version, &key).await?;
             }
-            let sent = running.send(Method::POST, &path, None, body.clone()).await;
+            let idle = host_idle_header(&version);
+            let sent = running
+                .send(
+                    Method::POST,
+                    &path,
+                    Some((HOST_IDLE_HEADER, idle)),
+                    body.clone(),
+                )
+                .await;
             let (status, answer) = match sent {
                 Ok(answer) => answer,
                 Err(e) => {
@@ -449,6 +462,9 @@ impl WorkerProcess {
         parts.headers.insert(TOKEN_HEADER, running.token.clone());
         parts.headers.insert(AUTHORITY_HEADER, header(authority)?);
         parts.headers.insert(SCHEME_HEADER, header(scheme)?);
+        parts
+            .headers
+            .insert(HOST_IDLE_HEADER, header(host_idle_header(&version))?);
         let request = http::Request::from_parts(parts, body);
         let resp = match running.forward.request(request).await {
             Ok(resp) => resp,
@@ -534,15 +550,15 @@ impl Running {
         &self,
         method: Method,
         path: &str,
-        spec: Option<String>,
+        header: Option<(&str, String)>,
         body: Bytes,
     ) -> Result<(StatusCode, Bytes), Error> {
         let mut req = http::Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base))
             .header(TOKEN_HEADER, self.token.clone());
-        if let Some(spec) = spec {
-            req = req.header(SPEC_HEADER, spec);
+        if let Some((name, value)) = header {
+            req = req.header(name, value);
         }
         let req = req.body(Full::new(body)).map_err(worker_failed)?;
         let resp = self.client.request(req).await.map_err(worker_failed)?;
@@ -596,6 +612,15 @@ impl Isolator for WorkerProcess {
         };
         Box::pin(self.clone().call(version.clone(), call))
     }
+}
+
+/// What [`HOST_IDLE_HEADER`] says for a call of `version`: how long since
+/// its runtime — the host's — last started a call itself.
+fn host_idle_header(version: &Version) -> String {
+    version
+        .runtime()
+        .idle_for()
+        .map_or_else(|| "never".to_string(), |d| d.as_millis().to_string())
 }
 
 /// A version's name in the worker: its binary, label, limits and grants,

@@ -1,5 +1,5 @@
-//! The isolation worker: a child process of the host that runs the JSON
-//! calls of versions that keep hitting their memory limit (see
+//! The isolation worker: a child process of the host that runs the calls
+//! (JSON and wasi-http) of versions that keep hitting their memory limit (see
 //! [`crate::isolate`]), with a memory map of its own and at the OS's idle
 //! priority.
 //!
@@ -23,7 +23,10 @@
 //!   kind in [`ERROR_KIND_HEADER`].
 //! - `DELETE /versions/{key}`: forgets the version.
 //!
-//! Every request carries the token in [`TOKEN_HEADER`].
+//! Every request carries the token in [`TOKEN_HEADER`]; calls and
+//! forwarded requests also say, in [`HOST_IDLE_HEADER`], how long the host
+//! has gone without a call of its own, which decides whether the CPU
+//! budget holds offending tenants back (see [`crate::cpu_budget`]).
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -61,6 +64,15 @@ pub(crate) const TOKEN_HEADER: &str = "x-wasmswap-worker-token";
 /// the guest sees.
 pub(crate) const AUTHORITY_HEADER: &str = "x-wasmswap-authority";
 pub(crate) const SCHEME_HEADER: &str = "x-wasmswap-scheme";
+
+/// On a call or forwarded request: how long, in milliseconds, since the
+/// host last started a call in its own process (`never` if it has not).
+/// The CPU budget holds the worker back only while the host is busy.
+pub(crate) const HOST_IDLE_HEADER: &str = "x-wasmswap-host-idle-ms";
+
+/// The host counts as busy — its tenants are owed the cores — if it
+/// started a call of its own within this long.
+const HOST_BUSY_WITHIN: Duration = Duration::from_secs(1);
 
 /// On the answer to a forwarded wasi-http request that failed before its
 /// response head: the failure's kind (the body is the usual JSON error).
@@ -234,11 +246,22 @@ struct Worker {
     /// What [`TOKEN_HEADER`] must hold.
     token: String,
     max_binary_bytes: usize,
-    versions: Arc<RwLock<HashMap<String, Version>>>,
+    versions: Arc<RwLock<HashMap<String, Loaded>>>,
     /// Paces the calls of versions that hit a limit here lately, if set.
     budget: Option<Arc<crate::cpu_budget::CpuBudget>>,
     /// When each version (by key) last hit a limit here.
     offenders: Arc<parking_lot::Mutex<HashMap<String, std::time::Instant>>>,
+}
+
+/// A version loaded here.
+#[derive(Clone)]
+struct Loaded {
+    version: Version,
+    /// The same, each call held to the CPU budget's share of a core (its
+    /// `max_cpu_percent` lowered): what an offender's calls run in while
+    /// the host is busy. `None` without a budget, or where the version's
+    /// own share is as low.
+    paced: Option<Version>,
 }
 
 /// How long after a version's last limit hit in the worker its calls go
@@ -296,15 +319,28 @@ impl Worker {
         let bytes =
             crate::body::read_body(req.into_body(), self.max_binary_bytes, "the binary").await?;
         let runtime = self.runtime.clone();
-        let version = tokio::task::spawn_blocking(move || {
+        let paced_percent = self.budget.as_ref().map(|b| b.call_percent());
+        let loaded = tokio::task::spawn_blocking(move || {
             let artifact = runtime.load(&bytes)?;
-            Version::new(
+            let paced = paced_percent
+                .filter(|&p| p < spec.limits.max_cpu_percent)
+                .map(|max_cpu_percent| {
+                    let limits = Limits {
+                        max_cpu_percent,
+                        ..spec.limits.clone()
+                    };
+                    let caps = spec.capabilities.clone();
+                    Version::new(&runtime, &artifact, spec.label.clone(), limits, caps)
+                })
+                .transpose()?;
+            let version = Version::new(
                 &runtime,
                 &artifact,
                 spec.label,
                 spec.limits,
                 spec.capabilities,
-            )
+            )?;
+            Ok::<_, wasmswap_core::Error>(Loaded { version, paced })
         })
         .await
         .map_err(|e| {
@@ -315,11 +351,11 @@ impl Worker {
             )
         })?
         .map_err(|e| ApiError::bad_request(format!("loading: {e}")))?;
-        self.versions.write().insert(key.to_string(), version);
+        self.versions.write().insert(key.to_string(), loaded);
         Ok(json(StatusCode::OK, &serde_json::json!({"loaded": key})))
     }
 
-    fn version(&self, key: &str) -> Result<Version, ApiError> {
+    fn version(&self, key: &str) -> Result<Loaded, ApiError> {
         self.versions.read().get(key).cloned().ok_or_else(|| {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -346,6 +382,7 @@ impl Worker {
                 .and_then(|v| v.to_str().ok().map(str::to_string))
         };
         let authority = header(&mut parts, AUTHORITY_HEADER).unwrap_or_else(|| "localhost".into());
+        let host_busy = host_busy(header(&mut parts, HOST_IDLE_HEADER).as_deref());
         let scheme = header(&mut parts, SCHEME_HEADER).unwrap_or_else(|| "http".into());
         let query = parts
             .uri
@@ -355,7 +392,7 @@ impl Worker {
         parts.uri = format!("{scheme}://{authority}{guest_path}{query}")
             .parse()
             .map_err(|e| ApiError::bad_request(format!("bad forwarded URI: {e}")))?;
-        self.pace(key).await;
+        let version = self.pace(key, &version, host_busy).await;
         let served = version.handle(http::Request::from_parts(parts, body)).await;
         if let Err(e) = &served {
             self.note(key, e.kind());
@@ -384,13 +421,17 @@ impl Worker {
         }
     }
 
-    /// Waits for the CPU budget if `key` hit a limit here lately: a
-    /// tenant that keeps hitting its limits (a memory bomb called in a
-    /// loop) gets the budget's share of a core, one that hit a limit once
-    /// (and was isolated for it) runs as fast as idle CPU allows.
-    async fn pace(&self, key: &str) {
+    /// Waits for the CPU budget if `key` hit a limit here lately and the
+    /// host is busy (`host_busy`), and says which of `loaded`'s versions
+    /// the call runs in. A tenant that keeps hitting its limits (a memory
+    /// bomb called in a loop) gets the budget's share of a core, each call
+    /// held to that share as it runs too ([`Loaded::paced`]): one admitted
+    /// call must not burn a core for its whole timeout, as an infinite
+    /// loop would. One that hit a limit once (and was isolated for it), or
+    /// any on an idle host, runs as fast as idle CPU allows.
+    async fn pace<'a>(&self, key: &str, loaded: &'a Loaded, host_busy: bool) -> &'a Version {
         let Some(budget) = &self.budget else {
-            return;
+            return &loaded.version;
         };
         let offending = self
             .offenders
@@ -398,7 +439,11 @@ impl Worker {
             .get(key)
             .is_some_and(|at| at.elapsed() < OFFENDER_WINDOW);
         if offending {
-            budget.admit().await;
+            budget.admit(host_busy).await;
+        }
+        match &loaded.paced {
+            Some(paced) if offending && host_busy => paced,
+            _ => &loaded.version,
         }
     }
 
@@ -414,10 +459,15 @@ impl Worker {
 
     async fn call(&self, key: &str, req: http::Request<Incoming>) -> Result<Response, ApiError> {
         let version = self.version(key)?;
+        let host_busy = host_busy(
+            req.headers()
+                .get(HOST_IDLE_HEADER)
+                .and_then(|v| v.to_str().ok()),
+        );
         let body = crate::body::read_body(req.into_body(), usize::MAX, "the call").await?;
         let call: CallRequest = serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request(format!("the call is not valid: {e}")))?;
-        self.pace(key).await;
+        let version = self.pace(key, &version, host_busy).await;
         let _lease = version.lease();
         let outcome = match call.caps {
             None => version.invoke_json(&call.function, &call.args).await,
@@ -442,6 +492,18 @@ impl Worker {
             },
         };
         Ok(json(StatusCode::OK, &answer))
+    }
+}
+
+/// Whether a call's [`HOST_IDLE_HEADER`] says the host is busy; one
+/// without it (or with a value not understood) is taken as busy.
+fn host_busy(idle_ms: Option<&str>) -> bool {
+    match idle_ms {
+        Some("never") => false,
+        Some(ms) => ms
+            .parse::<u64>()
+            .map_or(true, |ms| Duration::from_millis(ms) < HOST_BUSY_WITHIN),
+        None => true,
     }
 }
 
@@ -486,5 +548,21 @@ where
 
     fn size_hint(&self) -> hyper::body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_busy;
+
+    #[test]
+    fn the_host_is_busy_unless_it_says_it_has_been_idle_a_while() {
+        assert!(host_busy(Some("0")));
+        assert!(host_busy(Some("999")));
+        assert!(!host_busy(Some("1000")));
+        assert!(!host_busy(Some("never")));
+        // Not understood, or not said: the tenants come first.
+        assert!(host_busy(Some("soon")));
+        assert!(host_busy(None));
     }
 }

@@ -3,6 +3,8 @@
 //! `wasmswap-host` binary), at idle priority, and the host outlives that
 //! worker.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -465,12 +467,32 @@ fn cpu_of(pid: u32) -> Duration {
     Duration::from_nanos(ns)
 }
 
+/// Calls the bomb back to back in the worker for 3 s: the worker's CPU
+/// time, the wall time and the number of calls, each checked to be the
+/// bomb's own error.
+async fn bomb_for_3s(http: &reqwest::Client, host: &Host, pid: u32) -> (Duration, Duration, u32) {
+    let (cpu_before, started) = (cpu_of(pid), std::time::Instant::now());
+    let mut calls = 0;
+    while started.elapsed() < Duration::from_secs(3) {
+        let (status, _, body) = call(http, host, "memory_bomb").await;
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (500, &json!("memory_limit"))
+        );
+        calls += 1;
+    }
+    (cpu_of(pid) - cpu_before, started.elapsed(), calls)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[allow(clippy::print_stderr)]
-async fn the_workers_cpu_budget_paces_its_calls() {
+async fn the_workers_cpu_budget_paces_its_calls_while_the_host_is_busy() {
     let share = 0.1;
     let host = start_with(|c| c.isolation_cpu_share = Some(share)).await;
     load_hostile(&host).await;
+    // A well-behaved service on the same node, served in the host.
+    let limits = json!({"timeoutMs": 5000, "maxMemoryMB": 32});
+    load(&host, "good", test_programs::HOSTILE_MODULE, limits).await;
     let http = reqwest::Client::new();
     let (status, _, body) = call(&http, &host, "memory_bomb").await;
     assert_eq!(
@@ -483,29 +505,66 @@ async fn the_workers_cpu_budget_paces_its_calls() {
     .await;
     let pid = host.node().isolator().unwrap().pid().unwrap();
 
-    // The bomb called back to back for 3 s, in the worker: every call
-    // hits the limit there, so after the first they are paced, each one
-    // answered with its own error, and the worker's CPU is held to its
-    // share (plus the bucket's 100 ms burst). Without the budget it would
-    // take what an idle core gives (most of the 3 s on a quiet machine).
-    let (cpu_before, started) = (cpu_of(pid), std::time::Instant::now());
-    let mut calls = 0;
-    while started.elapsed() < Duration::from_secs(3) {
-        let (status, _, body) = call(&http, &host, "memory_bomb").await;
-        assert_eq!(
-            (status, &body["error"]["code"]),
-            (500, &json!("memory_limit"))
+    // The host busy: the good service called every 50 ms meanwhile.
+    let busy = Arc::new(AtomicBool::new(true));
+    let bystander = tokio::spawn({
+        let (http, url, busy) = (
+            http.clone(),
+            format!("http://{}/_invoke/good/health_check", host.data_addr()),
+            busy.clone(),
         );
-        calls += 1;
-    }
-    let (cpu, wall) = (cpu_of(pid) - cpu_before, started.elapsed());
-    let allowed = wall.mul_f64(share) + Duration::from_millis(100);
+        async move {
+            let mut served = 0;
+            while busy.load(Ordering::Relaxed) {
+                let resp = http.post(&url).json(&json!([])).send().await.unwrap();
+                assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+                served += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            served
+        }
+    });
+    // Every bomb call hits the limit there, so after the first they are
+    // paced, each one answered with its own error, and the worker's CPU is
+    // held to its share (plus the bucket's 10 ms burst). Without the
+    // budget it would take what an idle core gives (most of the 3 s on a
+    // quiet machine).
+    let (cpu, wall, calls) = bomb_for_3s(&http, &host, pid).await;
+    // An infinite loop of the same offender is held to the share as it
+    // runs: unpaced it would burn its CPU limit (50 % of its 5 s timeout).
+    let before = cpu_of(pid);
+    let (status, _, body) = call(&http, &host, "infinite_loop").await;
+    assert_eq!((status, &body["error"]["code"]), (504, &json!("timeout")));
+    let looped = cpu_of(pid) - before;
+    assert!(
+        looped <= Duration::from_secs(5).mul_f64(share) + Duration::from_millis(500),
+        "one paced infinite loop used {looped:?} of the worker's CPU"
+    );
+    busy.store(false, Ordering::Relaxed);
+    let served = bystander.await.unwrap();
+    let allowed = wall.mul_f64(share) + Duration::from_millis(10);
     assert!(
         cpu <= allowed + Duration::from_millis(150),
         "the worker used {cpu:?} of CPU in {wall:?} ({calls} calls), over its {allowed:?}"
     );
     assert!(calls >= 3, "{calls} calls in {wall:?}");
+    assert!(served >= 20, "the good service answered {served} calls");
     assert!(isolated(&host));
-    eprintln!("the worker used {cpu:?} of CPU in {wall:?} ({calls} calls) at a share of {share}");
+    eprintln!(
+        "host busy: the worker used {cpu:?} of CPU in {wall:?} ({calls} calls) at a share of \
+         {share}, and {looped:?} for one infinite loop"
+    );
+
+    // The host idle (no call of its own for over a second): the budget
+    // holds nobody back, and the bomb gets what the idle core gives.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (idle_cpu, wall, idle_calls) = bomb_for_3s(&http, &host, pid).await;
+    assert!(
+        idle_cpu > allowed + Duration::from_millis(150),
+        "with the host idle the worker used only {idle_cpu:?} of CPU in {wall:?} \
+         ({idle_calls} calls): still paced"
+    );
+    assert!(idle_calls > calls, "{idle_calls} calls idle, {calls} busy");
+    eprintln!("host idle: the worker used {idle_cpu:?} of CPU in {wall:?} ({idle_calls} calls)");
     host.shutdown().await;
 }

@@ -155,3 +155,32 @@ async fn wasi_commands_run_and_report_their_exit_status() {
     }
     assert_eq!(bad.counters().errors_of(ErrorKind::Trap), 1);
 }
+
+#[tokio::test]
+async fn the_runtime_says_how_long_since_its_last_call() {
+    // A runtime of its own: the shared one is busy with other tests.
+    let rt = wasmswap_core::Runtime::new().unwrap();
+    assert_eq!(rt.idle_for(), None, "no call yet");
+    let artifact = rt
+        .load(&test_programs::bytes(test_programs::NUMERIC_MODULE))
+        .unwrap();
+    let v = wasmswap_core::Version::new(
+        &rt,
+        &artifact,
+        "v1",
+        wasmswap_core::Limits::default(),
+        wasmswap_core::Capabilities::none(),
+    )
+    .unwrap();
+    assert_eq!(rt.idle_for(), None, "loading is not a call");
+    v.invoke_json("add", &json!([1, 2])).await.unwrap();
+    let just_after = rt.idle_for().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(60)).await;
+    let later = rt.idle_for().unwrap();
+    assert!(
+        later >= just_after + std::time::Duration::from_millis(60),
+        "{just_after:?} then {later:?}"
+    );
+    v.invoke_json("add", &json!([1, 2])).await.unwrap();
+    assert!(rt.idle_for().unwrap() < later, "a new call resets it");
+}
