@@ -25,15 +25,18 @@ use std::time::Duration;
 pub use deadlines::Tracked;
 
 /// A request's body as handlers get it: hyper's, counted as part of its
-/// exchange until read to the end or dropped (see [`ServerLimits`]).
-pub type Incoming = Tracked<hyper::body::Incoming>;
+/// exchange until read to the end or dropped (see [`ServerLimits`]), and
+/// over HTTP/1 drained in the background if dropped early ([`Lingering`]).
+pub type Incoming = Tracked<Lingering>;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 
 mod deadlines;
+mod linger;
 use deadlines::{Activity, Deadlines};
+pub use linger::Lingering;
 
 /// Connection settings of a listener.
 #[derive(Debug, Clone, Copy)]
@@ -143,9 +146,10 @@ pub async fn serve<H, Fut, B>(
                         let activity = activity.clone();
                         let answering = activity.begin();
                         let (parts, body) = req.into_parts();
+                        let http1 = parts.version <= http::Version::HTTP_11;
+                        let body = Lingering::new(body, http1);
                         let (body, unread) = Tracked::request(body, &answering);
                         let req = http::Request::from_parts(parts, body);
-                        let http1 = req.version() <= http::Version::HTTP_11;
                         let tunnel = req.method() == http::Method::CONNECT;
                         let keep_alive = keep_alive
                             .clone()
