@@ -17,7 +17,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::store::P2State;
 
 pub(crate) type Proxy = ProxyPre<P2State>;
@@ -25,6 +25,63 @@ pub(crate) type Proxy = ProxyPre<P2State>;
 /// The response a wasi-http guest produced; its body streams while the guest
 /// keeps writing.
 pub type Response = http::Response<HyperOutgoingBody>;
+
+/// Why a wasi-http guest's response body ended with an error: the guest
+/// failed after sending its response head. The body's error carries it
+/// (see [`of`](Self::of)), so that whoever relays the body from another
+/// process (an [`Isolator`](crate::Isolator)) can tell the kind of the
+/// failure there, and the runtime counts the call by it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyFailure {
+    /// The failure's kind: `memory_limit` for a guest that ran out of
+    /// memory while writing, `trap` for one that panicked, …
+    pub kind: ErrorKind,
+    /// The failure's own message.
+    pub message: String,
+}
+
+/// How a [`BodyFailure`]'s error text begins (and, in its log lines and
+/// the relayed error, how a reader sees it).
+const BODY_FAILED: &str = "the guest failed while writing its response body";
+
+impl BodyFailure {
+    /// The failure a response body's error carries, if it carries one (it
+    /// was made from a [`BodyFailure`]).
+    pub fn of(error: &wasmtime_wasi_http::Error) -> Option<Self> {
+        let wasmtime_wasi_http::Error::InternalError(Some(text)) = error else {
+            return None;
+        };
+        let (kind, message) = text
+            .strip_prefix(BODY_FAILED)?
+            .strip_prefix(" (")?
+            .split_once("): ")?;
+        Some(Self {
+            kind: ErrorKind::from_name(kind)?,
+            message: message.to_string(),
+        })
+    }
+}
+
+impl From<&Error> for BodyFailure {
+    fn from(e: &Error) -> Self {
+        Self {
+            kind: e.kind(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<BodyFailure> for wasmtime_wasi_http::Error {
+    fn from(f: BodyFailure) -> Self {
+        // wasi-http's error has no room for ours but a message: the kind
+        // goes into it in a form `BodyFailure::of` reads back.
+        Self::InternalError(Some(format!(
+            "{BODY_FAILED} ({}): {}",
+            f.kind.as_str(),
+            f.message
+        )))
+    }
+}
 
 /// Refuses outbound requests to hosts the version was not granted.
 #[derive(Debug, Default)]
@@ -141,9 +198,17 @@ impl Body for Counted {
         match &polled {
             Poll::Ready(None) => self.finish(None),
             Poll::Ready(Some(Err(e))) => {
-                let failed = Error::Isolated {
-                    kind: crate::ErrorKind::Trap,
-                    message: format!("the response body failed: {e}"),
+                // The isolator relays the guest's failure with its kind if
+                // it can; a body that broke off otherwise is the guest's.
+                let failed = match BodyFailure::of(e) {
+                    Some(f) => Error::Isolated {
+                        kind: f.kind,
+                        message: f.message,
+                    },
+                    None => Error::Isolated {
+                        kind: ErrorKind::Trap,
+                        message: format!("the response body failed: {e}"),
+                    },
                 };
                 self.finish(Some(failed));
             }
@@ -214,7 +279,7 @@ where
     let abandoned = Arc::new(AtomicBool::new(false));
     // How the guest ended, for its response body's end: wasi-http ends a
     // body cleanly when the guest's side is dropped, trap or not.
-    let (ended_tx, ended_rx) = tokio::sync::oneshot::channel::<Option<String>>();
+    let (ended_tx, ended_rx) = tokio::sync::oneshot::channel::<Option<BodyFailure>>();
     let client_left = abandoned.clone();
     let (backstop, timeout) = (limits.backstop(), limits.timeout());
     let guest = Box::pin(async move {
@@ -243,7 +308,7 @@ where
             }
             r => r,
         };
-        let _ = ended_tx.send(result.as_ref().err().map(ToString::to_string));
+        let _ = ended_tx.send(result.as_ref().err().map(BodyFailure::from));
         (result, store.data().limiter.memory_high_water)
     });
     let task = tokio::spawn(async move {
@@ -299,7 +364,7 @@ struct Watched {
     inner_done: bool,
     /// How the guest ended (`Some` its failure); a dropped sender is a
     /// guest given up on.
-    guest_ended: tokio::sync::oneshot::Receiver<Option<String>>,
+    guest_ended: tokio::sync::oneshot::Receiver<Option<BodyFailure>>,
     ended: bool,
     abandoned: Arc<AtomicBool>,
 }
@@ -330,14 +395,15 @@ impl Body for Watched {
         let failure = match Pin::new(&mut self.guest_ended).poll(cx) {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(Ok(failure)) => failure,
-            Poll::Ready(Err(_)) => Some("the guest was stopped".to_string()),
+            // Its task was dropped: given up on at its deadline (the lane
+            // does so), or the runtime is going away.
+            Poll::Ready(Err(_)) => Some(BodyFailure {
+                kind: ErrorKind::Timeout,
+                message: "the guest was stopped before it ended".into(),
+            }),
         };
         self.ended = true;
-        Poll::Ready(failure.map(|f| {
-            Err(wasmtime_wasi_http::Error::InternalError(Some(format!(
-                "the guest failed while writing its response body: {f}"
-            ))))
-        }))
+        Poll::Ready(failure.map(|f| Err(f.into())))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -355,5 +421,35 @@ impl Drop for Watched {
         if !self.ended && !self.inner.is_end_stream() {
             self.abandoned.store(true, Ordering::Release);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{BodyFailure, ErrorKind};
+
+    #[test]
+    fn a_body_failure_survives_the_body_error_it_becomes() {
+        for kind in ErrorKind::ALL {
+            let failure = BodyFailure {
+                kind,
+                message: "memory limit (4194304 bytes): grow refused (a): b".into(),
+            };
+            let error = wasmtime_wasi_http::Error::from(failure.clone());
+            assert_eq!(BodyFailure::of(&error), Some(failure));
+        }
+        // Other body errors are not one, whatever they say.
+        for text in [
+            "the guest failed while writing its response body: no kind",
+            "the guest failed while writing its response body (no_such_kind): x",
+            "connection reset",
+        ] {
+            let error = wasmtime_wasi_http::Error::InternalError(Some(text.into()));
+            assert_eq!(BodyFailure::of(&error), None, "{text}");
+        }
+        assert_eq!(
+            BodyFailure::of(&wasmtime_wasi_http::Error::HttpResponseIncomplete),
+            None
+        );
     }
 }

@@ -108,7 +108,7 @@ pub use artifact::{Artifact, ArtifactInfo, ArtifactKind, ContentId, ExportInfo, 
 pub use config::RuntimeConfig;
 pub use error::{Error, ErrorKind, LoadError, Result};
 #[cfg(feature = "http")]
-pub use http::Response as HttpResponse;
+pub use http::{BodyFailure, Response as HttpResponse};
 #[cfg(feature = "http")]
 pub use isolate::{IsolatedBody, IsolatedResponse};
 pub use isolate::{IsolatedCall, IsolatedReady, Isolator};

@@ -460,6 +460,10 @@ impl WorkerProcess {
                 .insert(http::header::HOST, header(authority.clone())?);
         }
         parts.headers.insert(TOKEN_HEADER, running.token.clone());
+        // A body that fails midway there ends with trailers saying how.
+        parts
+            .headers
+            .insert(http::header::TE, http::HeaderValue::from_static("trailers"));
         parts.headers.insert(AUTHORITY_HEADER, header(authority)?);
         parts.headers.insert(SCHEME_HEADER, header(scheme)?);
         parts
@@ -508,7 +512,7 @@ impl WorkerProcess {
         strip_hop_by_hop(&mut parts.headers);
         Ok(http::Response::from_parts(
             parts,
-            body.map_err(wasmtime_wasi_http::Error::from).boxed_unsync(),
+            crate::relay::Relayed::new(body).boxed_unsync(),
         ))
     }
 }

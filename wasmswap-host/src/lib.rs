@@ -40,6 +40,7 @@ pub mod fetch;
 pub mod isolate;
 pub mod metrics;
 pub mod node;
+mod relay;
 pub mod standalone;
 mod trace;
 pub mod worker;

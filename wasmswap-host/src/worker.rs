@@ -20,7 +20,9 @@
 //!   request with the version, the guest seeing `/{path}` and the
 //!   authority and scheme of [`AUTHORITY_HEADER`] and [`SCHEME_HEADER`];
 //!   a failure before the response head is the usual JSON error with its
-//!   kind in [`ERROR_KIND_HEADER`].
+//!   kind in [`ERROR_KIND_HEADER`]; one after it ends the body with
+//!   trailers that say how it failed, where the host asked for them
+//!   (`TE: trailers`; see [`crate::relay`]).
 //! - `DELETE /versions/{key}`: forgets the version.
 //!
 //! Every request carries the token in [`TOKEN_HEADER`]; calls and
@@ -250,7 +252,20 @@ struct Worker {
     /// Paces the calls of versions that hit a limit here lately, if set.
     budget: Option<Arc<crate::cpu_budget::CpuBudget>>,
     /// When each version (by key) last hit a limit here.
-    offenders: Arc<parking_lot::Mutex<HashMap<String, std::time::Instant>>>,
+    offenders: Offenders,
+}
+
+/// When each version (by key) last hit a limit in the worker.
+type Offenders = Arc<parking_lot::Mutex<HashMap<String, std::time::Instant>>>;
+
+/// Notes a call's failure: a limit hit (not a bug of the guest's own, nor
+/// a failure of ours) makes its version an offender.
+fn note(offenders: &Offenders, key: &str, kind: ErrorKind) {
+    if kind.is_limit() {
+        let mut offenders = offenders.lock();
+        offenders.retain(|_, at| at.elapsed() < OFFENDER_WINDOW);
+        offenders.insert(key.to_string(), std::time::Instant::now());
+    }
 }
 
 /// A version loaded here.
@@ -383,6 +398,9 @@ impl Worker {
         };
         let authority = header(&mut parts, AUTHORITY_HEADER).unwrap_or_else(|| "localhost".into());
         let host_busy = host_busy(header(&mut parts, HOST_IDLE_HEADER).as_deref());
+        // The host's, for this hop: not the guest's to see.
+        let trailers =
+            crate::relay::accepts_trailers(parts.headers.remove(http::header::TE).as_ref());
         let scheme = header(&mut parts, SCHEME_HEADER).unwrap_or_else(|| "http".into());
         let query = parts
             .uri
@@ -395,7 +413,7 @@ impl Worker {
         let version = self.pace(key, &version, host_busy).await;
         let served = version.handle(http::Request::from_parts(parts, body)).await;
         if let Err(e) = &served {
-            self.note(key, e.kind());
+            note(&self.offenders, key, e.kind());
         }
         match served {
             Ok(mut resp) => {
@@ -403,9 +421,18 @@ impl Worker {
                 // The mark is the worker's alone: a guest's answer that
                 // carried it would pass for the worker's error.
                 resp.headers_mut().remove(ERROR_KIND_HEADER);
+                if trailers {
+                    crate::relay::declare(resp.headers_mut());
+                }
+                // A failure midway through the body is noted too, and told
+                // to the host in trailers ([`crate::relay`]).
+                let (offenders, key) = (self.offenders.clone(), key.to_string());
                 Ok(resp.map(|b| {
+                    let reporting = crate::relay::Reporting::new(b, trailers, move |kind| {
+                        note(&offenders, &key, kind);
+                    });
                     FlushFirst {
-                        inner: b.map_err(|e| -> crate::body::BoxError { Box::new(e) }),
+                        inner: reporting.map_err(|e| -> crate::body::BoxError { Box::new(e) }),
                         failed: None,
                     }
                     .boxed_unsync()
@@ -447,16 +474,6 @@ impl Worker {
         }
     }
 
-    /// Notes a call's failure: a limit hit (not a bug of the guest's own,
-    /// nor a failure of ours) makes its version an offender.
-    fn note(&self, key: &str, kind: ErrorKind) {
-        if kind.is_limit() {
-            let mut offenders = self.offenders.lock();
-            offenders.retain(|_, at| at.elapsed() < OFFENDER_WINDOW);
-            offenders.insert(key.to_string(), std::time::Instant::now());
-        }
-    }
-
     async fn call(&self, key: &str, req: http::Request<Incoming>) -> Result<Response, ApiError> {
         let version = self.version(key)?;
         let host_busy = host_busy(
@@ -478,7 +495,7 @@ impl Worker {
             }
         };
         if let Err(e) = &outcome {
-            self.note(key, e.kind());
+            note(&self.offenders, key, e.kind());
         }
         let answer = match outcome {
             Ok(value) => CallAnswer::Value(value),

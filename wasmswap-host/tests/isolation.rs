@@ -396,6 +396,34 @@ async fn a_wasi_http_service_that_hits_its_memory_limit_is_served_by_the_worker(
     let got = resp.bytes().await;
     assert_eq!(status, 200, "{got:?}");
     assert!(got.is_err(), "the body must break off: {got:?}");
+    let errors_of = |kind| {
+        host.node().status_of("web").unwrap().versions[0]
+            .counters
+            .errors_of(kind)
+    };
+    // One that runs out of memory there after its head: the same for the
+    // client, and counted here by what happened there (the worker says so
+    // in the body's trailers), not as a trap.
+    let (traps, bombs) = (
+        errors_of(ErrorKind::Trap),
+        errors_of(ErrorKind::MemoryLimit),
+    );
+    let resp = http
+        .get(format!("{base}/grow-midway?64"))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let got = resp.bytes().await;
+    assert_eq!(status, 200, "{got:?}");
+    assert!(got.is_err(), "the body must break off: {got:?}");
+    assert_eq!(
+        (
+            errors_of(ErrorKind::Trap),
+            errors_of(ErrorKind::MemoryLimit)
+        ),
+        (traps, bombs + 1)
+    );
     let resp = http.get(format!("{base}/fail")).send().await.unwrap();
     assert_eq!(resp.status(), 500);
     assert_eq!(resp.text().await.unwrap(), "v1 failing on purpose\n");
@@ -406,7 +434,7 @@ async fn a_wasi_http_service_that_hits_its_memory_limit_is_served_by_the_worker(
 
     // Each counted once, when its body ended.
     let counters = &host.node().status_of("web").unwrap().versions[0].counters;
-    assert_eq!(counters.calls - calls_before, 5, "{counters:?}");
+    assert_eq!(counters.calls - calls_before, 6, "{counters:?}");
     assert_eq!(Some(pid), worker.pid(), "one worker throughout");
 
     // A worker that stops midway through a body (`/slow` writes it 100 ms

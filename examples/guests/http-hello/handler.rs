@@ -17,7 +17,7 @@ impl wasip2::exports::http::incoming_handler::Guest for Handler {
             fetch(authority)
         } else if let Some(rounds) = path.strip_prefix("/spin?") {
             (200, format!("{}\n", spin(rounds.parse().unwrap_or(0))))
-        } else if path.starts_with("/trap-midway") {
+        } else if path.starts_with("/trap-midway") || path.starts_with("/grow-midway") {
             (200, "the first part\n".to_string())
         } else if path.starts_with("/echo") {
             (200, String::from_utf8_lossy(&body_in).into_owned())
@@ -47,6 +47,14 @@ impl wasip2::exports::http::incoming_handler::Guest for Handler {
             // A guest that fails after its head and part of its body: the
             // client must not take what it got for the whole answer.
             panic!("failing midway through the body on purpose");
+        }
+        if let Some(mib) = path.strip_prefix("/grow-midway?") {
+            // One that runs out of memory after its head: past the
+            // version's memory limit, the allocation fails and the guest
+            // aborts.
+            let mib: usize = mib.parse().unwrap_or(64);
+            let grown = vec![1u8; mib << 20];
+            std::hint::black_box(&grown);
         }
         drop(stream);
         OutgoingBody::finish(body, None).expect("finish body");

@@ -2,9 +2,9 @@
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use wasmswap_core::{Error, ErrorKind, Route, Service};
+use wasmswap_core::{BodyFailure, Capabilities, Error, ErrorKind, Limits, Route, Service};
 
-use crate::version_of;
+use crate::{version_of, version_with};
 
 fn get(path: &str) -> http::Request<Full<Bytes>> {
     http::Request::get(format!("http://localhost{path}"))
@@ -88,23 +88,63 @@ async fn a_guest_that_fails_midway_through_its_body_ends_it_with_an_error() {
     // `/trap-midway` sends its head and a first part, then panics.
     let resp = v1.handle(get("/trap-midway")).await.unwrap();
     assert_eq!(resp.status(), 200);
-    let mut body = resp.into_body();
-    let mut got = Vec::new();
-    let failure = loop {
-        match body.frame().await {
-            Some(Ok(frame)) => got.extend_from_slice(frame.data_ref().unwrap()),
-            Some(Err(e)) => break e.to_string(),
-            None => panic!("a truncated body ended cleanly after {got:?}"),
-        }
-    };
+    let (got, failure) = read_until_it_fails(resp.into_body()).await;
     assert_eq!(got, b"the first part\n");
-    assert!(failure.contains("the guest failed"), "{failure}");
+    assert!(
+        failure.to_string().contains("the guest failed"),
+        "{failure}"
+    );
+    // The error says how the guest failed, for an isolator to relay.
+    let said = BodyFailure::of(&failure).expect("a body failure");
+    assert_eq!(said.kind, ErrorKind::Trap, "{said:?}");
     let c = counted(&v1, 1).await;
     assert_eq!(c.errors_of(ErrorKind::Trap), 1, "{c:?}");
     // A guest that ends well still ends its body cleanly.
     let (status, _, body) = text(v1.handle(get("/hello")).await.unwrap()).await;
     assert_eq!((status, body.as_str()), (200, "hello from v1 at /hello\n"));
     assert_eq!(v1.in_flight(), 0);
+}
+
+/// Reads a response body until its error: the data before it, and the
+/// error. Panics if the body ends cleanly.
+async fn read_until_it_fails(
+    mut body: wasmtime_wasi_http::p2::body::HyperOutgoingBody,
+) -> (Vec<u8>, wasmtime_wasi_http::Error) {
+    let mut got = Vec::new();
+    loop {
+        match body.frame().await {
+            Some(Ok(frame)) => got.extend_from_slice(frame.data_ref().unwrap()),
+            Some(Err(e)) => return (got, e),
+            None => panic!("a truncated body ended cleanly after {got:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_guest_out_of_memory_midway_through_its_body_says_so() {
+    let limits = Limits {
+        max_memory_mb: 16,
+        ..Limits::default()
+    };
+    let v1 = version_with(
+        test_programs::HTTP_HELLO_V1_COMPONENT,
+        limits,
+        Capabilities::none(),
+    );
+    // `/grow-midway?64` sends its head and a first part, then allocates
+    // 64 MiB.
+    let resp = v1.handle(get("/grow-midway?64")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let (got, failure) = read_until_it_fails(resp.into_body()).await;
+    assert_eq!(got, b"the first part\n");
+    let said = BodyFailure::of(&failure).expect("a body failure");
+    assert_eq!(said.kind, ErrorKind::MemoryLimit, "{said:?}");
+    let c = counted(&v1, 1).await;
+    assert_eq!(c.errors_of(ErrorKind::MemoryLimit), 1, "{c:?}");
+    // Under its limit it ends well.
+    let resp = v1.handle(get("/grow-midway?4")).await.unwrap();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"the first part\n");
 }
 
 #[tokio::test]
@@ -178,10 +218,10 @@ async fn outbound_http_only_to_granted_hosts() {
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
 
     // A grant for another host does not cover this one.
-    let other = crate::version_with(
+    let other = version_with(
         test_programs::HTTP_HELLO_V1_COMPONENT,
         Default::default(),
-        wasmswap_core::Capabilities {
+        Capabilities {
             outbound_http: vec!["example.invalid".into()],
             ..Default::default()
         },
@@ -191,10 +231,10 @@ async fn outbound_http_only_to_granted_hosts() {
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
 
     // Granted: the request goes out and the answer comes back.
-    let granted = crate::version_with(
+    let granted = version_with(
         test_programs::HTTP_HELLO_V1_COMPONENT,
         Default::default(),
-        wasmswap_core::Capabilities {
+        Capabilities {
             outbound_http: vec![authority.clone()],
             ..Default::default()
         },
