@@ -386,44 +386,33 @@ async fn a_wasi_http_service_that_hits_its_memory_limit_is_served_by_the_worker(
     );
     echo().await;
     // A guest failing midway through its body there: the client sees the
-    // body break off, not a short answer that looks whole.
-    let resp = http
-        .get(format!("{base}/trap-midway"))
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    let got = resp.bytes().await;
-    assert_eq!(status, 200, "{got:?}");
-    assert!(got.is_err(), "the body must break off: {got:?}");
-    let errors_of = |kind| {
-        host.node().status_of("web").unwrap().versions[0]
-            .counters
-            .errors_of(kind)
+    // body break off, not a short answer that looks whole, and the call is
+    // counted here by how the guest failed there (the worker says so in
+    // the body's trailers).
+    let breaks_off = |path: &'static str| {
+        let request = http.get(format!("{base}{path}"));
+        async move {
+            let resp = request.send().await.unwrap();
+            let status = resp.status();
+            let got = resp.bytes().await;
+            assert_eq!(status, 200, "{got:?}");
+            assert!(got.is_err(), "the body must break off: {got:?}");
+        }
     };
-    // One that runs out of memory there after its head: the same for the
-    // client, and counted here by what happened there (the worker says so
-    // in the body's trailers), not as a trap.
-    let (traps, bombs) = (
-        errors_of(ErrorKind::Trap),
-        errors_of(ErrorKind::MemoryLimit),
-    );
-    let resp = http
-        .get(format!("{base}/grow-midway?64"))
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    let got = resp.bytes().await;
-    assert_eq!(status, 200, "{got:?}");
-    assert!(got.is_err(), "the body must break off: {got:?}");
-    assert_eq!(
+    let failures = || {
+        let counters = &host.node().status_of("web").unwrap().versions[0].counters;
         (
-            errors_of(ErrorKind::Trap),
-            errors_of(ErrorKind::MemoryLimit)
-        ),
-        (traps, bombs + 1)
-    );
+            counters.errors_of(ErrorKind::Trap),
+            counters.errors_of(ErrorKind::MemoryLimit),
+        )
+    };
+    let (traps, bombs) = failures();
+    breaks_off("/trap-midway").await;
+    assert_eq!(failures(), (traps + 1, bombs));
+    // One that runs out of memory after its head: a `memory_limit`, not a
+    // trap.
+    breaks_off("/grow-midway?64").await;
+    assert_eq!(failures(), (traps + 1, bombs + 1));
     let resp = http.get(format!("{base}/fail")).send().await.unwrap();
     assert_eq!(resp.status(), 500);
     assert_eq!(resp.text().await.unwrap(), "v1 failing on purpose\n");
