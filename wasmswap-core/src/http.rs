@@ -196,7 +196,10 @@ impl Body for Counted {
             )))));
         }
         match &polled {
+            // Trailers are a body's last frame (a server stops polling
+            // after them).
             Poll::Ready(None) => self.finish(None),
+            Poll::Ready(Some(Ok(frame))) if frame.is_trailers() => self.finish(None),
             Poll::Ready(Some(Err(e))) => {
                 // The isolator relays the guest's failure with its kind if
                 // it can; a body that broke off otherwise is the guest's.
@@ -218,7 +221,7 @@ impl Body for Counted {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        self.lease.is_none() || self.body.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {

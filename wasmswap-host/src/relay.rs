@@ -12,8 +12,10 @@
 //! HTTP/1.1 carries trailers only on a chunked body whose client asked
 //! for them (`TE: trailers`, which the host sends) and whose head declared
 //! them (`Trailer`, which the worker adds). A guest's answer with a
-//! `Content-Length` cannot carry them: its body breaks off as before and
-//! is counted as a `trap`.
+//! `Content-Length` cannot carry them (hyper would drop them, then fail
+//! the short body before flushing what it holds): the worker does not
+//! offer them there, so such a body breaks off as before and is counted
+//! as a `trap`.
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -186,7 +188,13 @@ impl Body for Relayed {
                         self.done = true;
                         Some(Err(failure.into()))
                     }
-                    None => Some(Ok(Frame::trailers(trailers))),
+                    None => {
+                        // The guest's own: the last frame there is. A
+                        // chunked body does not say it has ended, and a
+                        // server stops polling after trailers.
+                        self.done = true;
+                        Some(Ok(Frame::trailers(trailers)))
+                    }
                 },
                 Err(frame) => Some(Ok(frame)),
             },

@@ -421,6 +421,9 @@ impl Worker {
                 // The mark is the worker's alone: a guest's answer that
                 // carried it would pass for the worker's error.
                 resp.headers_mut().remove(ERROR_KIND_HEADER);
+                // A length-delimited body has no room for trailers.
+                let trailers =
+                    trailers && !resp.headers().contains_key(http::header::CONTENT_LENGTH);
                 if trailers {
                     crate::relay::declare(resp.headers_mut());
                 }

@@ -413,6 +413,23 @@ async fn a_wasi_http_service_that_hits_its_memory_limit_is_served_by_the_worker(
     // trap.
     breaks_off("/grow-midway?64").await;
     assert_eq!(failures(), (traps + 1, bombs + 1));
+    // With a `Content-Length` the body has no room for trailers: it
+    // breaks off all the same (the head and first part out first, not a
+    // worker taken for dead), counted as a trap.
+    breaks_off("/grow-midway?64&sized").await;
+    assert_eq!(failures(), (traps + 2, bombs + 1));
+    // A guest's own trailers end its body as its last frame: the call is
+    // served and counted as served, not as a client that left early.
+    let errors = || {
+        host.node().status_of("web").unwrap().versions[0]
+            .counters
+            .errors
+    };
+    let errors_before = errors();
+    let resp = http.get(format!("{base}/trailers")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), "hello from v1 at /trailers\n");
+    assert_eq!(errors(), errors_before);
     let resp = http.get(format!("{base}/fail")).send().await.unwrap();
     assert_eq!(resp.status(), 500);
     assert_eq!(resp.text().await.unwrap(), "v1 failing on purpose\n");
@@ -423,7 +440,7 @@ async fn a_wasi_http_service_that_hits_its_memory_limit_is_served_by_the_worker(
 
     // Each counted once, when its body ended.
     let counters = &host.node().status_of("web").unwrap().versions[0].counters;
-    assert_eq!(counters.calls - calls_before, 6, "{counters:?}");
+    assert_eq!(counters.calls - calls_before, 8, "{counters:?}");
     assert_eq!(Some(pid), worker.pid(), "one worker throughout");
 
     // A worker that stops midway through a body (`/slow` writes it 100 ms

@@ -24,11 +24,18 @@ impl wasip2::exports::http::incoming_handler::Guest for Handler {
         } else {
             (200, format!("hello from {VERSION} at {path}\n"))
         };
-        let headers = Fields::from_list(&[
+        let mut headers = vec![
             ("content-type".to_string(), b"text/plain".to_vec()),
             ("x-guest-version".to_string(), VERSION.as_bytes().to_vec()),
-        ])
-        .expect("valid headers");
+        ];
+        if path.starts_with("/trailers") {
+            headers.push(("trailer".to_string(), b"x-guest-trailer".to_vec()));
+        }
+        if path.starts_with("/grow-midway") && path.ends_with("&sized") {
+            // Promises more than it will send: a length-delimited body.
+            headers.push(("content-length".to_string(), b"1000".to_vec()));
+        }
+        let headers = Fields::from_list(&headers).expect("valid headers");
         let response = OutgoingResponse::new(headers);
         response.set_status_code(status).expect("valid status");
         let body = response.body().expect("body taken once");
@@ -48,16 +55,20 @@ impl wasip2::exports::http::incoming_handler::Guest for Handler {
             // client must not take what it got for the whole answer.
             panic!("failing midway through the body on purpose");
         }
-        if let Some(mib) = path.strip_prefix("/grow-midway?") {
+        if let Some(query) = path.strip_prefix("/grow-midway?") {
             // One that runs out of memory after its head: past the
             // version's memory limit, the allocation fails and the guest
-            // aborts.
-            let mib: usize = mib.parse().unwrap_or(64);
+            // aborts. `?MIB`, and `&sized` for a `Content-Length`.
+            let mib: usize = query.split('&').next().unwrap_or("").parse().unwrap_or(64);
             let grown = vec![1u8; mib << 20];
             std::hint::black_box(&grown);
         }
         drop(stream);
-        OutgoingBody::finish(body, None).expect("finish body");
+        let trailers = path.starts_with("/trailers").then(|| {
+            Fields::from_list(&[("x-guest-trailer".to_string(), b"done".to_vec())])
+                .expect("valid trailers")
+        });
+        OutgoingBody::finish(body, trailers).expect("finish body");
     }
 }
 
