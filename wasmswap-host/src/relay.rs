@@ -259,6 +259,23 @@ mod tests {
     }
 
     #[test]
+    fn the_declaration_names_both_trailers() {
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::TRAILER, HeaderValue::from_static("x-guest"));
+        declare(&mut headers);
+        let declared: Vec<&str> = headers
+            .get_all(http::header::TRAILER)
+            .iter()
+            .flat_map(|v| v.to_str().unwrap().split(','))
+            .map(str::trim)
+            .collect();
+        assert_eq!(
+            declared,
+            ["x-guest", FAILED_KIND_TRAILER, FAILED_MESSAGE_TRAILER]
+        );
+    }
+
+    #[test]
     fn only_te_trailers_asks_for_trailers() {
         let te = |v: &'static str| accepts_trailers(Some(&HeaderValue::from_static(v)));
         assert!(te("trailers"));
